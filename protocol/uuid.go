@@ -1,0 +1,61 @@
+package protocol
+
+import (
+	"encoding/hex"
+	"errors"
+	"io"
+)
+
+// UUID is a 16-byte RFC 4122 UUID in canonical byte order (the order of the
+// hex digits in its string form). On the wire its halves are swapped (§3).
+type UUID [16]byte
+
+// NewUUID returns a random version 4 UUID read from r (crypto/rand.Reader in
+// production, a seeded source in tests).
+func NewUUID(r io.Reader) (UUID, error) {
+	var u UUID
+	if _, err := io.ReadFull(r, u[:]); err != nil {
+		return UUID{}, err
+	}
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u, nil
+}
+
+// String returns the lowercase hyphenated form used in JSON payloads (§5.1).
+func (u UUID) String() string {
+	var b [36]byte
+	hex.Encode(b[0:8], u[0:4])
+	b[8] = '-'
+	hex.Encode(b[9:13], u[4:6])
+	b[13] = '-'
+	hex.Encode(b[14:18], u[6:8])
+	b[18] = '-'
+	hex.Encode(b[19:23], u[8:10])
+	b[23] = '-'
+	hex.Encode(b[24:36], u[10:16])
+	return string(b[:])
+}
+
+var errBadUUID = errors.New("malformed uuid")
+
+// ParseUUID parses the hyphenated 36-character form, in either case.
+func ParseUUID(s string) (UUID, error) {
+	var u UUID
+	if len(s) != 36 || s[8] != '-' || s[13] != '-' || s[18] != '-' || s[23] != '-' {
+		return UUID{}, errBadUUID
+	}
+	j := 0
+	for i := 0; i < 36; {
+		if s[i] == '-' {
+			i++
+			continue
+		}
+		if _, err := hex.Decode(u[j:j+1], []byte(s[i:i+2])); err != nil {
+			return UUID{}, errBadUUID
+		}
+		i += 2
+		j++
+	}
+	return u, nil
+}

@@ -1,0 +1,91 @@
+package protocol
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Version thresholds that change behaviour on either side (§7.1, §9.3).
+const (
+	// ClientVersionMux is the lowest ClientVersion for which the agent uses
+	// smux for LocalPortForwarding (agent rule: ≥).
+	ClientVersionMux = "1.1.70"
+	// ClientVersionNoKeepAlive: above it the agent disables smux keep-alive.
+	ClientVersionNoKeepAlive = "1.2.331.0"
+	// AgentVersionMux: the official client uses smux iff the agent is above it.
+	AgentVersionMux = "3.0.196.0"
+	// AgentVersionNoKeepAlive: the official client disables smux keep-alive
+	// iff the agent is above it.
+	AgentVersionNoKeepAlive = "3.1.1511.0"
+	// AgentVersionTerminateFlag: agents above it honour FlagTerminateSession.
+	AgentVersionTerminateFlag = "2.3.722.0"
+	// AgentVersionPort is the first agent with the Port plugin (SSH needs it).
+	AgentVersionPort = "2.3.672.0"
+)
+
+// CompareAgentVersions orders versions the way the agent's
+// versionutil.Compare(a, b, strict) does (§9.4): dot-separated components
+// left to right, numerically when both are integers, else lexically; when
+// all shared components are equal, more components is greater. An empty
+// version is lower than any non-empty one. It returns -1, 0 or +1.
+// (The agent tries SemVer first; for the plain numeric versions in use the
+// two orders agree.)
+func CompareAgentVersions(a, b string) int {
+	if a == b {
+		return 0
+	}
+	if a == "" {
+		return -1
+	}
+	if b == "" {
+		return 1
+	}
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < len(as) && i < len(bs); i++ {
+		x, errx := strconv.ParseUint(as[i], 10, 64)
+		y, erry := strconv.ParseUint(bs[i], 10, 64)
+		var c int
+		if errx == nil && erry == nil {
+			c = cmpUint(x, y)
+		} else {
+			c = strings.Compare(as[i], bs[i])
+		}
+		if c != 0 {
+			return c
+		}
+	}
+	return cmpInt(len(as), len(bs))
+}
+
+// PluginVersionGreater reports whether a > b under the official client's
+// rule (§7.1): both must have the same number of numeric components,
+// otherwise a is not greater.
+func PluginVersionGreater(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	if len(as) != len(bs) {
+		return false
+	}
+	for i := range as {
+		x, err1 := strconv.ParseUint(as[i], 10, 64)
+		y, err2 := strconv.ParseUint(bs[i], 10, 64)
+		if err1 != nil || err2 != nil {
+			return false
+		}
+		if x != y {
+			return x > y
+		}
+	}
+	return false
+}
+
+func cmpUint(x, y uint64) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+func cmpInt(x, y int) int { return cmpUint(uint64(x), uint64(y)) }
