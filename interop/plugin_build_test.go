@@ -1,0 +1,42 @@
+package interop
+
+import (
+	"context"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// versionRE is the shape the AWS CLI accepts from `--version` before it
+// hands the StartSession response to the plugin (protocol.md §1.6).
+var versionRE = regexp.MustCompile(`^\d+(\.\d+){0,3}$`)
+
+func TestBuildPluginVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the official plugin (slow on a cold cache)")
+	}
+	bin, err := BuildPlugin(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, "--version")
+	// --version returns before the plugin looks at credentials or the
+	// network; an empty HOME keeps it away from any real AWS config anyway.
+	cmd.Env = []string{"HOME=" + t.TempDir(), "AWS_EC2_METADATA_DISABLED=true"}
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s --version: %v", bin, err)
+	}
+	got := strings.TrimSpace(string(out))
+	if !versionRE.MatchString(got) {
+		t.Fatalf("--version printed %q, want a dotted version", got)
+	}
+	if got != PluginVersion {
+		t.Errorf("--version = %q, want %q", got, PluginVersion)
+	}
+}
