@@ -1,0 +1,54 @@
+package proxy
+
+import (
+	"errors"
+	"strings"
+
+	"github.com/ssm-proxy/ssm-proxy/protocol"
+)
+
+// ErrIdleTimeout reports that the service ended the session for inactivity
+// (§8.3).
+var ErrIdleTimeout = errors.New("the session timed out due to inactivity and was terminated by Session Manager")
+
+// ErrSessionEnded reports that ResumeSession returned no token: the service
+// has ended the session (§1.3).
+var ErrSessionEnded = errors.New("the service ended the session while reconnecting (ResumeSession returned no token)")
+
+// RemoteError is a session ended by the agent or service with an error text
+// in channel_closed (§4.4, §10).
+type RemoteError struct {
+	Output string // the channel_closed Output, error title removed
+}
+
+func (e *RemoteError) Error() string {
+	return "session closed by the remote side: " + oneLine(e.Output)
+}
+
+// newRemoteError strips the agent's error title (§8.5) from output.
+func newRemoteError(output string) *RemoteError {
+	return &RemoteError{Output: strings.TrimSpace(strings.TrimPrefix(output, protocol.ErrorTitle))}
+}
+
+// ResumeError reports that the websocket was lost and could not be
+// re-established within the resume budget (§8.2).
+type ResumeError struct {
+	Attempts int
+	Err      error // the last attempt's error
+}
+
+func (e *ResumeError) Error() string {
+	return "connection to Session Manager lost and not restored: " + e.Err.Error()
+}
+
+func (e *ResumeError) Unwrap() error { return e.Err }
+
+// HandshakeError reports a handshake the client cannot complete, such as an
+// action it does not support (§6.2).
+type HandshakeError struct{ Reason string }
+
+func (e *HandshakeError) Error() string { return "handshake: " + e.Reason }
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}

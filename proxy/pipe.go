@@ -1,0 +1,93 @@
+package proxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+)
+
+// stdinChunk is the largest read from stdin; it is split into
+// protocol.MaxStreamPayload messages by the loop.
+const stdinChunk = 32 << 10
+
+// stdinEvent is one read from stdin: data, or the error that ended it.
+type stdinEvent struct {
+	data []byte
+	err  error // io.EOF at the end
+}
+
+// readStdin copies r to ch in fresh buffers until r fails. It is never
+// waited for: a read of os.Stdin cannot be cancelled, so on shutdown it is
+// simply abandoned (x/crypto/ssh does the same).
+func readStdin(ctx context.Context, r io.Reader, ch chan<- stdinEvent) {
+	for {
+		buf := make([]byte, stdinChunk)
+		n, err := r.Read(buf)
+		if n > 0 {
+			select {
+			case ch <- stdinEvent{data: buf[:n]}:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if err != nil {
+			if errors.Is(err, io.ErrClosedPipe) {
+				err = io.EOF
+			}
+			select {
+			case ch <- stdinEvent{err: err}:
+			case <-ctx.Done():
+			}
+			return
+		}
+	}
+}
+
+// stdoutWriter writes delivered payloads to stdout on its own goroutine, so
+// that the event loop keeps acknowledging while stdout is momentarily slow.
+// Payloads handed to it count as delivered (§5.3: acknowledged only once
+// delivered or kept to deliver).
+type stdoutWriter struct {
+	w      io.Writer
+	ch     chan []byte
+	failed chan struct{} // closed when a write fails
+	done   chan struct{} // closed when the goroutine exits
+	err    error         // set before failed is closed
+}
+
+func newStdoutWriter(w io.Writer) *stdoutWriter {
+	o := &stdoutWriter{
+		w:      w,
+		ch:     make(chan []byte, 256),
+		failed: make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	go o.run()
+	return o
+}
+
+func (o *stdoutWriter) run() {
+	defer close(o.done)
+	for p := range o.ch {
+		if _, err := o.w.Write(p); err != nil {
+			o.err = err
+			close(o.failed)
+			for range o.ch { // discard the rest so senders never block
+			}
+			return
+		}
+	}
+}
+
+// finish closes the queue and waits up to timeout for it to drain. It
+// returns the write error, if any.
+func (o *stdoutWriter) finish(ctx context.Context, timeout time.Duration) error {
+	close(o.ch)
+	select {
+	case <-o.done:
+	case <-time.After(timeout):
+		return errors.New("stdout: timed out flushing session output")
+	}
+	return o.err
+}

@@ -1,0 +1,220 @@
+package proxy
+
+import (
+	"context"
+	crand "crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	mrand "math/rand/v2"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/gorilla/websocket"
+
+	"github.com/ssm-proxy/ssm-proxy/protocol"
+)
+
+// DefaultClientVersion is the ClientVersion reported to the gateway and the
+// agent. It must be above 1.2.331.0 so that agents disable smux keep-alive
+// and treat us as a current client (§6.2, §7.1); it mimics a current
+// official plugin.
+const DefaultClientVersion = "1.2.677.0"
+
+// Options tune a Session. The zero value is ready to use.
+type Options struct {
+	// ClientVersion is reported in OpenDataChannel and HandshakeResponse.
+	ClientVersion string
+	// Window bounds the unacknowledged messages in flight; stdin is not read
+	// while it is full (back-pressure, never eviction). Default 1024.
+	Window int
+	// PingInterval is how often a websocket ping is sent. Default 15 s.
+	PingInterval time.Duration
+	// DeadPeerTimeout: a websocket on which nothing (no frame, no pong) has
+	// arrived for this long is treated as lost. Default 40 s.
+	DeadPeerTimeout time.Duration
+	// ResumeBudget bounds the time spent re-establishing a lost websocket
+	// (§8.2). Default 2 minutes.
+	ResumeBudget time.Duration
+	// HandshakeTimeout bounds the wait for the agent's handshake (the
+	// official client waits forever, §6.1). Default 30 s.
+	HandshakeTimeout time.Duration
+	// DrainTimeout: after stdin ends and everything sent is acknowledged,
+	// how long to wait for the remote side to close. Default 2 s.
+	DrainTimeout time.Duration
+	// RefreshCredentials, if set, is called before every ResumeSession so
+	// that credentials are resolved afresh (e.g. aws.CredentialsCache's
+	// Invalidate).
+	RefreshCredentials func()
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+	// Dialer opens websockets; nil means a default with proxy support.
+	Dialer *websocket.Dialer
+	// OnEvent, if set, is called from the session's goroutine on state
+	// changes (for measurement); it must not block.
+	OnEvent func(Event)
+}
+
+// Event is a session state change reported to Options.OnEvent.
+type Event struct {
+	Kind string // "connected", "link_lost", "resumed", "handshake_complete", "first_data_after_resume"
+	Time time.Time
+	Err  error
+}
+
+func (o *Options) setDefaults() {
+	if o.ClientVersion == "" {
+		o.ClientVersion = DefaultClientVersion
+	}
+	if o.Window <= 0 {
+		o.Window = 1024
+	}
+	if o.PingInterval <= 0 {
+		o.PingInterval = 15 * time.Second
+	}
+	if o.DeadPeerTimeout <= 0 {
+		o.DeadPeerTimeout = 40 * time.Second
+	}
+	if o.ResumeBudget <= 0 {
+		o.ResumeBudget = 2 * time.Minute
+	}
+	if o.HandshakeTimeout <= 0 {
+		o.HandshakeTimeout = 30 * time.Second
+	}
+	if o.DrainTimeout <= 0 {
+		o.DrainTimeout = 2 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	if o.Dialer == nil {
+		d := *websocket.DefaultDialer
+		d.HandshakeTimeout = 45 * time.Second // §2, as the official client
+		d.ReadBufferSize = 64 << 10
+		d.WriteBufferSize = 64 << 10
+		o.Dialer = &d
+	}
+}
+
+// StartInput names what to connect to.
+type StartInput struct {
+	Target     string
+	Document   string
+	Reason     string
+	Parameters map[string][]string
+}
+
+// Session is one started Session Manager session. Run it once.
+type Session struct {
+	api       API
+	creds     aws.CredentialsProvider
+	region    string
+	opts      Options
+	log       *slog.Logger
+	dialer    *websocket.Dialer
+	rand      io.Reader
+	clientID  protocol.UUID
+	id        string
+	streamURL string
+	token     string // from StartSession; never logged
+}
+
+// Start calls StartSession and returns the session, not yet connected.
+// creds sign the websocket upgrade for region (§2).
+func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region string, in StartInput, opts Options) (*Session, error) {
+	opts.setDefaults()
+	var seed [32]byte
+	if _, err := crand.Read(seed[:]); err != nil {
+		return nil, err
+	}
+	s := &Session{
+		api:    api,
+		creds:  creds,
+		region: region,
+		opts:   opts,
+		log:    opts.Logger,
+		dialer: opts.Dialer,
+		rand:   mrand.NewChaCha8(seed),
+	}
+	var err error
+	if s.clientID, err = protocol.NewUUID(crand.Reader); err != nil {
+		return nil, err
+	}
+	out, err := api.StartSession(ctx, &ssm.StartSessionInput{
+		Target:       aws.String(in.Target),
+		DocumentName: nonEmpty(in.Document),
+		Reason:       nonEmpty(in.Reason),
+		Parameters:   in.Parameters,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start session: %w", err)
+	}
+	s.id = aws.ToString(out.SessionId)
+	s.streamURL = aws.ToString(out.StreamUrl)
+	s.token = aws.ToString(out.TokenValue)
+	if s.id == "" || s.streamURL == "" || s.token == "" {
+		if s.id != "" {
+			s.terminate(ctx)
+		}
+		return nil, errors.New("start session: response lacks SessionId, StreamUrl or TokenValue")
+	}
+	s.log = s.log.With("session", s.id)
+	s.log.Debug("session started", "target", in.Target)
+	return s, nil
+}
+
+// ID is the SessionId.
+func (s *Session) ID() string { return s.id }
+
+func (s *Session) now() time.Time { return time.Now() }
+
+func nonEmpty(v string) *string {
+	if v == "" {
+		return nil
+	}
+	return &v
+}
+
+// terminateTimeout bounds the TerminateSession call on every exit path.
+const terminateTimeout = 2 * time.Second
+
+// terminate ends the session on the AWS side (§1.4), bounded in time and
+// independent of ctx's cancellation.
+func (s *Session) terminate(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), terminateTimeout)
+	defer cancel()
+	if _, err := s.api.TerminateSession(ctx, &ssm.TerminateSessionInput{SessionId: aws.String(s.id)}); err != nil {
+		s.log.Warn("could not terminate the session; it ends when the service times it out", "err", err)
+		return
+	}
+	s.log.Debug("session terminated")
+}
+
+// Run connects the data channel and pipes stdin to the agent and the
+// agent's output to stdout until the session ends, stdin ends, or ctx is
+// cancelled. Whatever the cause, the session is ended on the AWS side before
+// Run returns. A normal end (remote close without error, or stdin EOF) is a
+// nil error.
+func (s *Session) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lp := newLoop(s, stdout)
+	go readStdin(ctx, stdin, lp.stdin)
+	err := lp.run(ctx)
+	lp.stopping = true
+	if !lp.remoteClosed {
+		if lp.link != nil && lp.established {
+			lp.sendFlag(protocol.FlagTerminateSession)
+		}
+		s.terminate(ctx)
+	}
+	if lp.link != nil {
+		lp.link.close()
+	}
+	if ferr := lp.out.finish(ctx, 5*time.Second); err == nil && ferr != nil && !lp.stdinEOF {
+		err = ferr
+	}
+	return err
+}
