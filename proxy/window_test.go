@@ -1,0 +1,53 @@
+package proxy
+
+import (
+	"testing"
+	"time"
+)
+
+func TestWindowRemove(t *testing.T) {
+	var w window
+	for i := int64(0); i < 5; i++ {
+		w.push(&outMsg{seq: i})
+	}
+	for _, c := range []struct {
+		seq  int64
+		want bool
+	}{{2, true}, {2, false}, {0, true}, {9, false}, {4, true}, {1, true}, {3, true}, {3, false}} {
+		if got := w.remove(c.seq) != nil; got != c.want {
+			t.Fatalf("remove(%d) = %v, want %v", c.seq, got, c.want)
+		}
+	}
+	if w.len() != 0 {
+		t.Fatalf("len = %d", w.len())
+	}
+}
+
+// TestRTO follows §5.5 from its initial values; our floor (minRTO) and the
+// 1 s cap bound it.
+func TestRTO(t *testing.T) {
+	e := newRTTEstimator()
+	if got := e.rto(); got != 110*time.Millisecond {
+		t.Fatalf("initial rto = %s, want SRTT 100ms + 10ms granularity", got)
+	}
+	e.sample(300 * time.Millisecond)
+	// RTTVAR = 3/4·0 + 1/4·200ms = 50ms; SRTT = 7/8·100 + 1/8·300 = 125ms.
+	if e.rttvar != 50*time.Millisecond || e.srtt != 125*time.Millisecond {
+		t.Fatalf("srtt %s rttvar %s", e.srtt, e.rttvar)
+	}
+	if got := e.rto(); got != 325*time.Millisecond {
+		t.Fatalf("rto = %s, want 325ms", got)
+	}
+	for i := 0; i < 50; i++ {
+		e.sample(time.Millisecond)
+	}
+	if got := e.rto(); got != minRTO {
+		t.Fatalf("rto after fast samples = %s, want floor %s", got, minRTO)
+	}
+	for i := 0; i < 50; i++ {
+		e.sample(5 * time.Second)
+	}
+	if got := e.rto(); got != maxRTO {
+		t.Fatalf("rto after slow samples = %s, want cap %s", got, maxRTO)
+	}
+}
