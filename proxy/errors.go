@@ -52,3 +52,13 @@ func (e *HandshakeError) Error() string { return "handshake: " + e.Reason }
 func oneLine(s string) string {
 	return strings.Join(strings.Fields(s), " ")
 }
+
+// CredentialsError reports credentials that could not be resolved again for
+// a resume. The established session did not need them; the resume does.
+type CredentialsError struct{ Err error }
+
+func (e *CredentialsError) Error() string {
+	return "could not refresh AWS credentials to restore the connection: " + e.Err.Error()
+}
+
+func (e *CredentialsError) Unwrap() error { return e.Err }

@@ -548,6 +548,16 @@ func (s *Session) resumeToken(ctx context.Context) (string, error) {
 	if s.opts.RefreshCredentials != nil {
 		s.opts.RefreshCredentials()
 	}
+	if s.creds != nil {
+		// Resolve credentials first, so that an expired SSO token or a failed
+		// credential_process is reported as such instead of retried.
+		if _, err := s.creds.Retrieve(ctx); err != nil {
+			if ctx.Err() != nil {
+				return "", ctx.Err()
+			}
+			return "", &CredentialsError{Err: err}
+		}
+	}
 	rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
 	out, err := s.api.ResumeSession(rctx, &ssm.ResumeSessionInput{SessionId: aws.String(s.id)})

@@ -1,0 +1,152 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
+)
+
+// fastDetect makes a black-holed websocket count as lost within seconds
+// instead of the default 40 s.
+var fastDetect = []string{"--ping-interval", "500ms", "--dead-peer-timeout", "2s"}
+
+// roundTrip sends size random bytes up with `ssh host 'cat > f'` and reads
+// them back with `ssh host 'cat f'`, comparing sha256 both ways.
+func roundTrip(t *testing.T, h *harness, size int64) {
+	t.Helper()
+	dir := t.TempDir()
+	src := filepath.Join(dir, "src.bin")
+	want := testenv.RandomFile(t, src, size, size)
+	remote := filepath.Join(dir, "remote.bin")
+	ctx := testCtx(t, 4*time.Minute)
+
+	f, err := os.Open(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	up := h.ssh(ctx, instance, "cat > "+remote)
+	up.Stdin = f
+	t0 := time.Now()
+	run(t, up)
+	tUp := time.Since(t0)
+	if got := testenv.FileSHA256(t, remote); got != want {
+		t.Fatalf("upload: sha256 %s, want %s", got, want)
+	}
+
+	back := filepath.Join(dir, "back.bin")
+	out, err := os.Create(back)
+	if err != nil {
+		t.Fatal(err)
+	}
+	down := h.ssh(ctx, instance, "cat "+remote)
+	down.Stdout = out
+	t0 = time.Now()
+	run(t, down)
+	out.Close()
+	if got := testenv.FileSHA256(t, back); got != want {
+		t.Fatalf("download: sha256 %s, want %s", got, want)
+	}
+	t.Logf("%d MiB up %s, down %s", size>>20, tUp.Round(time.Millisecond), time.Since(t0).Round(time.Millisecond))
+}
+
+// TestResumeUnderFaults carries 8 MiB each way through real ssh while the
+// emulator breaks things, one knob at a time and all at once (§8).
+func TestResumeUnderFaults(t *testing.T) {
+	const size = 8 << 20
+	cases := []struct {
+		name string
+		emu  ssmtest.Options
+		// wantFault is true when the knob must have broken a websocket.
+		wantBreak bool
+	}{
+		{"drops", ssmtest.Options{DropEveryBytes: 3 << 20}, true},
+		{"bye", ssmtest.Options{ByeEvery: 700 * time.Millisecond}, true},
+		{"ack loss", ssmtest.Options{AckLoss: 0.05}, false},
+		{"duplicates", ssmtest.Options{Duplicate: 0.05}, false},
+		{"reorder", ssmtest.Options{Reorder: 0.05}, false},
+		{"latency", ssmtest.Options{Latency: 30 * time.Millisecond}, false},
+		{"pause", ssmtest.Options{PauseEvery: 300 * time.Millisecond, PauseFor: 100 * time.Millisecond}, false},
+		{"blackhole", ssmtest.Options{BlackholeEvery: 5 << 20}, true},
+		{"everything", ssmtest.Options{
+			DropEveryBytes: 5 << 20, ByeEvery: 1500 * time.Millisecond, BlackholeEvery: 7 << 20,
+			AckLoss: 0.05, Duplicate: 0.05, Reorder: 0.05, Latency: 20 * time.Millisecond,
+			PauseEvery: 700 * time.Millisecond, PauseFor: 100 * time.Millisecond,
+		}, true},
+	}
+	for _, c := range cases {
+		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			c.emu.Seed = 42
+			h := newHarness(t, harnessOptions{emu: c.emu, proxyFlags: fastDetect})
+			roundTrip(t, h, size)
+			st := h.checkEnded(2)
+			breaks := st.Byes + st.Drops + st.Blackholes
+			t.Logf("byes %d drops %d blackholes %d resumes %d reconnects %d retransmissions %d duplicates %d pauses %d",
+				st.Byes, st.Drops, st.Blackholes, st.Resumes, st.Reconnects, st.Retransmissions, st.DuplicatesReceived, st.Pauses)
+			if c.wantBreak && breaks == 0 {
+				t.Fatalf("the knob broke no websocket: the test proves nothing")
+			}
+			if st.Resumes != breaks || st.Reconnects != breaks {
+				t.Errorf("resumes %d, reconnects %d; want one per broken websocket (%d)", st.Resumes, st.Reconnects, breaks)
+			}
+		})
+	}
+}
+
+// TestIdleTimeout: without keep-alives the service ends an idle session
+// with its real text (§8.3) and ssm-proxy says so and exits 4; with ssh's
+// ServerAliveInterval the same idle period passes.
+func TestIdleTimeout(t *testing.T) {
+	emu := ssmtest.Options{IdleTimeout: 1500 * time.Millisecond}
+	t.Run("times_out", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{emu: emu})
+		c := h.ssh(testCtx(t, time.Minute), instance, "sleep 4; echo done")
+		var stdout, stderr bytes.Buffer
+		c.Stdout, c.Stderr = &stdout, &stderr
+		err := c.Run()
+		var ee *exec.ExitError
+		if err == nil || !errors.As(err, &ee) {
+			t.Fatalf("ssh succeeded (%v); the idle timeout did not fire", err)
+		}
+		if strings.Contains(stdout.String(), "done") {
+			t.Fatalf("command finished despite the idle timeout")
+		}
+		if !strings.Contains(stderr.String(), "timed out due to inactivity") || !strings.Contains(stderr.String(), "ServerAliveInterval") {
+			t.Errorf("stderr does not explain the idle timeout:\n%s", stderr.String())
+		}
+		if st := h.checkEnded(1); st.Endings[ssmtest.EndIdleTimeout] != 1 {
+			t.Errorf("endings %v", st.Endings)
+		}
+	})
+	t.Run("server_alive_interval", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{emu: emu, sshExtra: []string{"ServerAliveInterval 1"}})
+		if out := run(t, h.ssh(testCtx(t, time.Minute), instance, "sleep 4; echo done")); out != "done\n" {
+			t.Fatalf("stdout %q", out)
+		}
+		if st := h.checkEnded(1); st.Endings[ssmtest.EndIdleTimeout] != 0 {
+			t.Errorf("idle timeout fired despite ServerAliveInterval: %v", st.Endings)
+		}
+	})
+}
+
+// TestLongResume is the opt-in long run the README names: 64 MiB each way
+// with a broken websocket every 1 MiB. SSM_PROXY_LONG=1 enables it.
+func TestLongResume(t *testing.T) {
+	if os.Getenv("SSM_PROXY_LONG") == "" {
+		t.Skip("set SSM_PROXY_LONG=1 to run the 64 MiB resume soak")
+	}
+	h := newHarness(t, harnessOptions{emu: ssmtest.Options{DropEveryBytes: 1 << 20, Seed: 7}, proxyFlags: fastDetect})
+	roundTrip(t, h, 64<<20)
+	st := h.checkEnded(2)
+	if st.Drops < 100 || st.Resumes != st.Drops {
+		t.Errorf("drops %d resumes %d", st.Drops, st.Resumes)
+	}
+}
