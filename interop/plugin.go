@@ -32,29 +32,58 @@ const PluginBinaryName = "session-manager-plugin"
 // the versions pinned in interop/go.mod are the ones built. The first build
 // downloads modules and takes tens of seconds; later builds hit the cache.
 func BuildPlugin(dir string) (path string, err error) {
-	modDir, err := moduleDir()
+	path, err = goBuild(dir, PluginBinaryName, PluginMainPackage)
 	if err != nil {
 		return "", fmt.Errorf("build plugin: %w", err)
 	}
-	out, err := filepath.Abs(filepath.Join(dir, PluginBinaryName))
+	return path, nil
+}
+
+// ShimPackage is the import path of cmd/startsession-shim, which does what
+// `aws ssm start-session` does for an ssh ProxyCommand: it calls
+// StartSession itself and execs the official plugin with the CLI's argv
+// (protocol.md §1.6). It only talks to loopback endpoints.
+const ShimPackage = "github.com/ssm-proxy/ssm-proxy/interop/cmd/startsession-shim"
+
+// ShimBinaryName is the file name BuildStartSessionShim writes in its
+// directory.
+const ShimBinaryName = "startsession-shim"
+
+// BuildStartSessionShim builds cmd/startsession-shim into
+// dir/startsession-shim and returns that path.
+func BuildStartSessionShim(dir string) (path string, err error) {
+	path, err = goBuild(dir, ShimBinaryName, ShimPackage)
 	if err != nil {
-		return "", fmt.Errorf("build plugin: %w", err)
+		return "", fmt.Errorf("build startsession-shim: %w", err)
+	}
+	return path, nil
+}
+
+// goBuild runs `go build -o dir/name pkg` inside this module.
+func goBuild(dir, name, pkg string) (string, error) {
+	modDir, err := moduleDir()
+	if err != nil {
+		return "", err
+	}
+	out, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
 	}
 	goBin, err := exec.LookPath("go")
 	if err != nil {
-		return "", fmt.Errorf("build plugin: %w", err)
+		return "", err
 	}
-	cmd := exec.Command(goBin, "build", "-o", out, PluginMainPackage)
+	cmd := exec.Command(goBin, "build", "-o", out, pkg)
 	cmd.Dir = modDir
 	// GOWORK=off keeps a go.work further up from changing the build list;
-	// CGO_ENABLED=0 makes the build independent of a C toolchain (the plugin
-	// has no cgo code of its own).
+	// CGO_ENABLED=0 makes the build independent of a C toolchain (neither
+	// program has cgo code of its own).
 	cmd.Env = append(os.Environ(), "GOWORK=off", "CGO_ENABLED=0")
 	var stderr bytes.Buffer
 	cmd.Stdout = &stderr
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return "", fmt.Errorf("build plugin: go build %s: %w\n%s", PluginMainPackage, err, stderr.Bytes())
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, stderr.Bytes())
 	}
 	return out, nil
 }
