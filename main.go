@@ -4,6 +4,9 @@
 //
 //	Host i-* mi-*
 //	    ProxyCommand ssm-proxy %h %p
+//
+// `ssm-proxy doctor TARGET` diagnoses a target that cannot be reached and
+// `ssm-proxy ssh-config` prints (or installs) the ssh_config block.
 package main
 
 import (
@@ -22,9 +25,10 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
+	"github.com/ssm-proxy/ssm-proxy/internal/target"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
@@ -33,20 +37,35 @@ import (
 var Version = ""
 
 const usage = `Usage: ssm-proxy [flags] TARGET PORT
+       ssm-proxy doctor [flags] TARGET [PORT]
+       ssm-proxy ssh-config [--install [--file PATH]] [flags]
 
 Connects stdin/stdout to PORT on TARGET through AWS Systems Manager Session
 Manager (document AWS-StartSSHSession). Meant as an OpenSSH ProxyCommand:
 
     Host i-* mi-*
         ProxyCommand ssm-proxy %h %p
+    Host *.ssm
+        ProxyCommand ssm-proxy --strip-suffix .ssm %n %p
 
-TARGET is an instance id (i-…) or managed node id (mi-…).
+TARGET is an instance id (i-…), a managed node id (mi-…), the value of a
+Name tag (web-1), or tag:Key=Value. Names and tags are looked up with
+ssm:DescribeInstanceInformation and must match one online node.
+
+doctor checks, one line each, what a connection to TARGET needs:
+credentials, region, registration, ping status, agent version, session
+and port. ssh-config prints the ssh_config block; --install adds it to
+~/.ssh/config (or PATH) unless an equivalent block is there, keeping a
+backup; --profile and --region are written into its ProxyCommand.
 
 Flags:
     --profile NAME         AWS shared-config profile (default: $AWS_PROFILE)
     --region REGION        AWS region (default: $AWS_REGION or the profile's)
     --document NAME        session document (default AWS-StartSSHSession)
     --reason TEXT          reason recorded with the session
+    --strip-prefix PREFIX, --strip-suffix SUFFIX
+                           remove PREFIX (e.g. prod-) or SUFFIX (e.g. .ssm)
+                           from TARGET
     --resume-timeout DUR   how long to keep trying to restore a lost
                            connection before giving up (default 2m)
     --ping-interval DUR    websocket keep-alive ping interval (default 15s)
@@ -56,12 +75,21 @@ Flags:
     --version              print the version and exit
     -h, --help             this help
 
-Credentials, region and endpoints come from the AWS SDK's usual sources
-(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL_SSM, ~/.aws/config, SSO, …).
+Credentials, region and endpoints come from the AWS SDK's usual sources:
+AWS_PROFILE, AWS_REGION, AWS_ACCESS_KEY_ID…, ~/.aws/config and credentials
+(SSO, assume-role with source_profile, credential_process, web identity),
+instance metadata; AWS_ENDPOINT_URL_SSM / _STS / _SSMMESSAGES for VPC
+endpoints; HTTPS_PROXY, NO_PROXY and AWS_CA_BUNDLE for the API and the
+websocket alike. MFA codes are asked for on the terminal (never stdin),
+and assumed-role credentials are cached in the user cache directory
+(owner-only) until they expire.
 
-Exit status: 0 session ended normally; 1 error; 2 bad usage; 3 session ended
-by the remote side with an error; 4 session timed out for inactivity;
+Exit status: 0 session ended normally (doctor: every check passed);
+1 error (doctor: a check failed); 2 bad usage; 3 session ended by the
+remote side with an error; 4 session timed out for inactivity;
 5 connection lost and not restored; 128+N killed by signal N.
+An error is one line on stderr, followed by hint lines naming the likely
+fix; nothing but session bytes goes to stdout.
 `
 
 // Exit codes.
@@ -79,99 +107,191 @@ func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 
+// run runs one ssm-proxy command and returns its exit status.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	return (&cli{stdin: stdin, stdout: stdout, stderr: stderr}).run(ctx, args)
+}
+
+// cli is one invocation: its standard streams and the hooks tests replace.
+type cli struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	// prompt asks for an MFA code; nil means the controlling terminal.
+	prompt func(serial string) (string, error)
+	// program is the command ssh-config writes into ProxyCommand; nil
+	// means the running executable (see proxyProgram).
+	program func() string
+	// bannerWait is how long doctor waits for the port's first bytes;
+	// zero means defaultBannerWait.
+	bannerWait time.Duration
+}
+
 type options struct {
 	profile, region, document, reason string
+	stripPrefix, stripSuffix          string
 	resumeTimeout, ping, deadPeer     time.Duration
 	verbose, version                  bool
 }
 
-func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	var o options
-	fs := flag.NewFlagSet("ssm-proxy", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	fs.Usage = func() { io.WriteString(stderr, usage) }
+// flags registers the flags every command shares.
+func (o *options) flags(fs *flag.FlagSet) {
 	fs.StringVar(&o.profile, "profile", "", "")
 	fs.StringVar(&o.region, "region", "", "")
+	fs.BoolVar(&o.verbose, "v", false, "")
+	fs.BoolVar(&o.verbose, "verbose", false, "")
+}
+
+// newFlagSet returns a flag set that prints the usage text on stderr.
+func (c *cli) newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(c.stderr)
+	fs.Usage = func() { io.WriteString(c.stderr, usage) }
+	return fs
+}
+
+// usageError prints a usage error and returns exitUsage.
+func (c *cli) usageError(err error) int {
+	fmt.Fprintf(c.stderr, "ssm-proxy: error: %v\n", err)
+	io.WriteString(c.stderr, usage)
+	return exitUsage
+}
+
+// parseFlags parses args, reporting whether to go on and, if not, the exit
+// status.
+func parseFlags(fs *flag.FlagSet, args []string) (code int, ok bool) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK, false
+		}
+		return exitUsage, false
+	}
+	return 0, true
+}
+
+func (c *cli) run(ctx context.Context, args []string) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "doctor":
+			return c.doctor(ctx, args[1:])
+		case "ssh-config":
+			return c.sshConfig(ctx, args[1:])
+		}
+	}
+	var o options
+	fs := c.newFlagSet("ssm-proxy")
+	o.flags(fs)
 	fs.StringVar(&o.document, "document", "AWS-StartSSHSession", "")
 	fs.StringVar(&o.reason, "reason", "", "")
+	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
+	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
 	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 2*time.Minute, "")
 	fs.DurationVar(&o.ping, "ping-interval", 15*time.Second, "")
 	fs.DurationVar(&o.deadPeer, "dead-peer-timeout", 40*time.Second, "")
-	fs.BoolVar(&o.verbose, "v", false, "")
-	fs.BoolVar(&o.verbose, "verbose", false, "")
 	fs.BoolVar(&o.version, "version", false, "")
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return exitOK
-		}
-		return exitUsage
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
 	}
 	if o.version {
-		fmt.Fprintln(stdout, "ssm-proxy", version())
+		fmt.Fprintln(c.stdout, "ssm-proxy", version())
 		return exitOK
 	}
-	target, port, err := parseArgs(fs.Args())
+	name, port, err := parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
 	if err != nil {
-		fmt.Fprintf(stderr, "ssm-proxy: error: %v\n", err)
-		io.WriteString(stderr, usage)
-		return exitUsage
+		return c.usageError(err)
 	}
-	level := slog.LevelWarn
-	if o.verbose {
-		level = slog.LevelDebug
-	}
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log := newLogger(c.stderr, o.verbose)
 
 	ctx, sig := withSignals(ctx)
-	err = connect(ctx, o, target, port, stdin, stdout, log)
+	used := &used{target: name}
+	err = c.connect(ctx, o, used, port, log)
 	if n := sig(); n != 0 {
 		return exitSignalsBase + n
 	}
 	if err == nil {
 		return exitOK
 	}
-	reportError(stderr, err, o, target)
-	return exitCode(err)
+	code := exitCode(err)
+	reportError(c.stderr, err, o, used, code == exitError)
+	return code
 }
 
-// parseArgs validates TARGET and PORT (ssh's %h %p).
-func parseArgs(args []string) (target, port string, err error) {
+func newLogger(w io.Writer, verbose bool) *slog.Logger {
+	level := slog.LevelWarn
+	if verbose {
+		level = slog.LevelDebug
+	}
+	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// parseArgs validates TARGET and PORT (ssh's %h %p) and strips prefix and
+// suffix from TARGET.
+func parseArgs(args []string, prefix, suffix string) (target, port string, err error) {
 	if len(args) != 2 {
 		return "", "", fmt.Errorf("want TARGET and PORT, got %d argument(s)", len(args))
 	}
-	target, port = args[0], args[1]
-	if target == "" {
-		return "", "", errors.New("empty TARGET")
+	target, port = strings.TrimSuffix(strings.TrimPrefix(args[0], prefix), suffix), args[1]
+	if err := checkTarget(target); err != nil {
+		return "", "", err
 	}
-	if n, err := strconv.ParseUint(port, 10, 16); err != nil || n == 0 {
-		return "", "", fmt.Errorf("invalid PORT %q: want a number from 1 to 65535", port)
+	if err := checkPort(port); err != nil {
+		return "", "", err
 	}
 	return target, port, nil
 }
 
-// connect resolves AWS configuration, starts the session and runs it.
-func connect(ctx context.Context, o options, target, port string, stdin io.Reader, stdout io.Writer, log *slog.Logger) error {
-	var loadOpts []func(*config.LoadOptions) error
-	if o.profile != "" {
-		loadOpts = append(loadOpts, config.WithSharedConfigProfile(o.profile))
+func checkTarget(s string) error {
+	if s == "" {
+		return errors.New("empty TARGET")
 	}
-	if o.region != "" {
-		loadOpts = append(loadOpts, config.WithRegion(o.region))
+	_, err := target.Parse(s)
+	return err
+}
+
+func checkPort(s string) error {
+	if n, err := strconv.ParseUint(s, 10, 16); err != nil || n == 0 {
+		return fmt.Errorf("invalid PORT %q: want a number from 1 to 65535", s)
 	}
-	cfg, err := config.LoadDefaultConfig(ctx, loadOpts...)
+	return nil
+}
+
+// used records what a command worked with, for the hints of its errors.
+type used struct {
+	target string      // TARGET as given
+	id     string      // the target id it resolved to
+	aws    awscfg.Info // profile, region, credentials
+}
+
+// loadAWS resolves the AWS configuration for o.
+func (c *cli) loadAWS(ctx context.Context, o options, u *used, log *slog.Logger) (aws.Config, error) {
+	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log})
+	u.aws = info
+	return cfg, err
+}
+
+// connect resolves AWS configuration and the target, starts the session
+// and runs it.
+func (c *cli) connect(ctx context.Context, o options, u *used, port string, log *slog.Logger) error {
+	cfg, err := c.loadAWS(ctx, o, u, log)
 	if err != nil {
-		return fmt.Errorf("load AWS configuration: %w", err)
+		return err
 	}
 	if cfg.Region == "" {
 		return errNoRegion
 	}
-	var refresh func()
-	if c, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
-		refresh = c.Invalidate
-	}
 	api := ssm.NewFromConfig(cfg)
+	if u.id, err = target.Resolve(ctx, api, u.target); err != nil {
+		return err
+	}
+	dialer, err := awscfg.Dialer(cfg)
+	if err != nil {
+		return err
+	}
+	var refresh func()
+	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
+		refresh = cc.Invalidate
+	}
 	sess, err := proxy.Start(ctx, api, cfg.Credentials, cfg.Region, proxy.StartInput{
-		Target:     target,
+		Target:     u.id,
 		Document:   o.document,
 		Reason:     o.reason,
 		Parameters: map[string][]string{"portNumber": {port}},
@@ -181,12 +301,13 @@ func connect(ctx context.Context, o options, target, port string, stdin io.Reade
 		DeadPeerTimeout:    o.deadPeer,
 		RefreshCredentials: refresh,
 		Logger:             log,
+		Dialer:             dialer,
 	})
 	if err != nil {
-		return err
+		return explainNotConnected(ctx, api, u.id, err)
 	}
-	log.Debug("connecting", "session", sess.ID(), "region", cfg.Region)
-	return sess.Run(ctx, stdin, stdout)
+	log.Debug("connecting", "session", sess.ID(), "target", u.id, "region", cfg.Region)
+	return sess.Run(ctx, c.stdin, c.stdout)
 }
 
 var errNoRegion = errors.New("no AWS region configured")
@@ -241,10 +362,16 @@ func version() string {
 	return "devel"
 }
 
-// reportError prints err as one `ssm-proxy: error:` line plus hints.
-func reportError(w io.Writer, err error, o options, target string) {
-	fmt.Fprintf(w, "ssm-proxy: error: %s\n", strings.TrimSpace(oneLine(err.Error())))
-	for _, h := range hints(err, o, target) {
+// reportError prints err as one `ssm-proxy: error:` line plus hints; with
+// context, a last hint says which target, region and credentials were
+// used.
+func reportError(w io.Writer, err error, o options, u *used, context bool) {
+	fmt.Fprintf(w, "ssm-proxy: error: %s\n", errorText(err))
+	hs := hints(err, o, u)
+	if context {
+		hs = append(hs, usedHint(u))
+	}
+	for _, h := range hs {
 		fmt.Fprintf(w, "ssm-proxy: hint: %s\n", h)
 	}
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,11 +14,13 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
 )
 
-// setAWSEnv points the SDK at emu with the fixed fake credentials and no
-// shared config, so nothing can reach real AWS.
+// setAWSEnv points the SDK at emu (SSM and STS) with the fixed fake
+// credentials, no shared config, and HOME and the cache directory in a
+// temporary directory, so nothing can reach real AWS or the user's files.
 func setAWSEnv(t *testing.T, endpoint string) {
 	t.Helper()
-	empty := filepath.Join(t.TempDir(), "empty")
+	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty")
 	if err := os.WriteFile(empty, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -30,18 +34,112 @@ func setAWSEnv(t *testing.T, endpoint string) {
 	t.Setenv("AWS_SECRET_ACCESS_KEY", ssmtest.SecretAccessKey)
 	t.Setenv("AWS_REGION", ssmtest.DefaultRegion)
 	t.Setenv("AWS_ENDPOINT_URL_SSM", endpoint)
+	t.Setenv("AWS_ENDPOINT_URL_STS", endpoint)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "true")
 	t.Setenv("AWS_CONFIG_FILE", empty)
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
+	t.Setenv("HOME", dir)
+	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+}
+
+// setEnv sets the variables in env; an empty value unsets one.
+func setEnv(t *testing.T, env map[string]string) {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+		if v == "" {
+			os.Unsetenv(k)
+		}
+	}
+}
+
+// writeAWSConfig makes config the shared config file (after setAWSEnv).
+func writeAWSConfig(t *testing.T, config string) {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config")
+	if err := os.WriteFile(p, []byte(config), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("AWS_CONFIG_FILE", p)
 }
 
 func runCLI(t *testing.T, stdin string, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
+	return runWith(t, &cli{}, stdin, args...)
+}
+
+// runWith runs c (its streams replaced) with args. An empty stdin stays
+// open, as ssh's does, until run returns; otherwise it is stdin and EOF.
+func runWith(t *testing.T, c *cli, stdin string, args ...string) (code int, stdout, stderr string) {
+	t.Helper()
 	var out, errb bytes.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	code = run(ctx, args, strings.NewReader(stdin), &out, &errb)
+	c.stdin, c.stdout, c.stderr = strings.NewReader(stdin), &out, &errb
+	if stdin == "" {
+		r, w := io.Pipe()
+		defer w.Close()
+		c.stdin = r
+	}
+	code = c.run(ctx, args)
 	return code, out.String(), errb.String()
+}
+
+// sshBanner is what bannerServer sends.
+const sshBanner = "SSH-2.0-ssmtest\r\n"
+
+// bannerServer listens on loopback and greets every connection with
+// sshBanner, then closes it, or with hold keeps it open until the client
+// closes. It returns the address, for ssmtest.Options.TargetAddr.
+func bannerServer(t testing.TB, hold bool) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.WriteString(c, sshBanner)
+				if hold {
+					io.Copy(io.Discard, c)
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// startEmulator starts an emulator with o and points the environment at it.
+func startEmulator(t *testing.T, o ssmtest.Options) *ssmtest.Server {
+	t.Helper()
+	emu, err := ssmtest.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	setAWSEnv(t, emu.Endpoint())
+	return emu
+}
+
+// checkOneError checks that stderr holds exactly one error line and every
+// string in want.
+func checkOneError(t *testing.T, stderr string, want ...string) {
+	t.Helper()
+	if n := strings.Count(stderr, "ssm-proxy: error:"); n != 1 {
+		t.Errorf("%d error lines, want 1:\n%s", n, stderr)
+	}
+	for _, w := range want {
+		if !strings.Contains(stderr, w) {
+			t.Errorf("stderr lacks %q:\n%s", w, stderr)
+		}
+	}
 }
 
 func TestUsageErrors(t *testing.T) {
@@ -118,12 +216,7 @@ func TestAPIErrors(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			setAWSEnv(t, emu.Endpoint())
-			for k, v := range c.env {
-				t.Setenv(k, v)
-				if v == "" {
-					os.Unsetenv(k)
-				}
-			}
+			setEnv(t, c.env)
 			before := emu.Stats()
 			code, stdout, stderr := runCLI(t, "", c.args...)
 			if code != c.status {

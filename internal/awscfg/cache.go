@@ -1,0 +1,176 @@
+package awscfg
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+)
+
+// minValidity is how long cached credentials must still be valid to be
+// used: enough for a StartSession and the websocket upgrade, and to not
+// hand out credentials that expire while the SDK signs with them.
+const minValidity = 5 * time.Minute
+
+// cacheSource is aws.Credentials.Source for credentials read from disk.
+const cacheSource = "ssm-proxy disk cache"
+
+// diskCache keeps assumed-role credentials in a file, readable by the
+// owner only, so that each ssh connection (a new ssm-proxy process) reuses
+// them until shortly before they expire instead of calling STS and asking
+// for an MFA code again. Processes that miss the cache at once queue on a
+// lock file, so a burst of connections (ansible forks, scp -r) prompts
+// once.
+type diskCache struct {
+	inner aws.CredentialsProvider
+	path  string
+	log   *slog.Logger
+}
+
+var _ aws.CredentialsProvider = (*diskCache)(nil)
+
+// cachedCredentials is the file format.
+type cachedCredentials struct {
+	AccessKeyID     string    `json:"AccessKeyId"`
+	SecretAccessKey string    `json:"SecretAccessKey"`
+	SessionToken    string    `json:"SessionToken"`
+	Expiration      time.Time `json:"Expiration"`
+}
+
+func (d *diskCache) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if c, ok := d.load(); ok {
+		return c, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(d.path), 0o700); err != nil {
+		d.log.Debug("credential cache unavailable", "err", err)
+		return d.inner.Retrieve(ctx)
+	}
+	unlock, err := lockFile(ctx, d.path+".lock")
+	if err != nil {
+		return aws.Credentials{}, err
+	}
+	defer unlock()
+	if c, ok := d.load(); ok { // another process filled it while we waited
+		return c, nil
+	}
+	c, err := d.inner.Retrieve(ctx)
+	if err != nil {
+		return c, err
+	}
+	if c.CanExpire {
+		if err := d.store(c); err != nil {
+			d.log.Warn("could not cache the assumed-role credentials", "path", d.path, "err", err)
+		}
+	}
+	return c, nil
+}
+
+// load returns the cached credentials if they are valid for minValidity
+// and the file is private to its owner.
+func (d *diskCache) load() (aws.Credentials, bool) {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return aws.Credentials{}, false
+	}
+	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !private(fi) {
+		d.log.Debug("ignoring credential cache file: not private", "path", d.path)
+		return aws.Credentials{}, false
+	}
+	var cc cachedCredentials
+	if err := json.NewDecoder(f).Decode(&cc); err != nil || cc.AccessKeyID == "" {
+		return aws.Credentials{}, false
+	}
+	if time.Until(cc.Expiration) < minValidity {
+		return aws.Credentials{}, false
+	}
+	d.log.Debug("using cached assumed-role credentials", "expires", cc.Expiration)
+	return aws.Credentials{
+		AccessKeyID:     cc.AccessKeyID,
+		SecretAccessKey: cc.SecretAccessKey,
+		SessionToken:    cc.SessionToken,
+		Source:          cacheSource,
+		CanExpire:       true,
+		Expires:         cc.Expiration,
+	}, true
+}
+
+// store writes c atomically with mode 0600 in a 0700 directory.
+func (d *diskCache) store(c aws.Credentials) (err error) {
+	dir := filepath.Dir(d.path)
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(cachedCredentials{c.AccessKeyID, c.SecretAccessKey, c.SessionToken, c.Expires.UTC()})
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(dir, ".creds-*") // mode 0600
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}()
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), d.path)
+}
+
+// private reports a regular file that neither group nor others can access.
+// Windows has no such mode bits; the user profile directory is private.
+func private(fi fs.FileInfo) bool {
+	return fi.Mode().IsRegular() && (runtime.GOOS == "windows" || fi.Mode().Perm()&0o077 == 0)
+}
+
+// errLockTimeout reports a lock held for longer than lockWait.
+var errLockTimeout = errors.New("timed out waiting for another ssm-proxy to obtain credentials")
+
+// lockWait bounds the wait for another process's MFA prompt.
+const lockWait = 5 * time.Minute
+
+// lockFile takes an exclusive lock on path, polling until ctx ends or
+// lockWait passes. Where locking is impossible it returns a no-op unlock:
+// the lock only saves prompts, it does not protect the cache, which is
+// replaced atomically.
+func lockFile(ctx context.Context, path string) (unlock func(), err error) {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return func() {}, nil // e.g. a read-only cache: go on unlocked
+	}
+	deadline := time.Now().Add(lockWait)
+	for {
+		ok, err := tryLock(f)
+		if err != nil {
+			f.Close()
+			return func() {}, nil // no locking on this file system
+		}
+		if ok {
+			return func() { f.Close() }, nil // closing releases the lock
+		}
+		if time.Now().After(deadline) {
+			f.Close()
+			return nil, errLockTimeout
+		}
+		select {
+		case <-ctx.Done():
+			f.Close()
+			return nil, ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

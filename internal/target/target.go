@@ -1,0 +1,231 @@
+// Package target turns what the user typed as TARGET into a Session Manager
+// target id.
+//
+// Instance ids (i-…), managed-node ids (mi-…) and ECS targets (ecs:…) are
+// used as they are. Anything else is looked up with
+// ssm:DescribeInstanceInformation: "tag:Key=Value" by that tag, any other
+// word by the Name tag. The API cannot return tags, but it can filter on
+// them, which is all a lookup needs.
+package target
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+)
+
+// API is the part of the SSM API a lookup uses. *ssm.Client implements it.
+type API interface {
+	DescribeInstanceInformation(ctx context.Context, in *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error)
+}
+
+var _ API = (*ssm.Client)(nil)
+
+// PingOnline is the PingStatus of a node whose agent is connected.
+const PingOnline = "Online"
+
+// Instance is one managed node as DescribeInstanceInformation reports it.
+type Instance struct {
+	ID           string
+	PingStatus   string // Online, ConnectionLost, Inactive
+	LastPing     time.Time
+	AgentVersion string
+	Platform     string // e.g. "Amazon Linux"
+	ResourceType string // EC2Instance, ManagedInstance
+	ComputerName string
+	IPAddress    string
+}
+
+// String names the instance the way a user can recognise it.
+func (i Instance) String() string {
+	var extra []string
+	for _, s := range []string{i.ComputerName, i.IPAddress} {
+		if s != "" {
+			extra = append(extra, s)
+		}
+	}
+	if i.PingStatus != "" {
+		extra = append(extra, i.PingStatus)
+	}
+	if len(extra) == 0 {
+		return i.ID
+	}
+	return i.ID + " (" + strings.Join(extra, ", ") + ")"
+}
+
+// Query is a parsed TARGET.
+type Query struct {
+	// ID is set for a target used as it is.
+	ID string
+	// TagKey and TagValue are the tag to look for otherwise (Name for a
+	// plain word).
+	TagKey, TagValue string
+}
+
+// String is the target as the user wrote it.
+func (q Query) String() string {
+	switch {
+	case q.ID != "":
+		return q.ID
+	case q.TagKey == "Name":
+		return q.TagValue
+	}
+	return "tag:" + q.TagKey + "=" + q.TagValue
+}
+
+// ids matches EC2 instance ids (8 or 17 hex digits) and managed-node ids.
+var ids = regexp.MustCompile(`^(i-[0-9a-f]{8}|i-[0-9a-f]{17}|mi-[0-9a-f]{17})$`)
+
+// IsID reports whether s is an instance or managed-node id.
+func IsID(s string) bool { return ids.MatchString(s) }
+
+// Parse parses TARGET: an id, ecs:…, tag:Key=Value, or a Name tag value.
+func Parse(s string) (Query, error) {
+	switch {
+	case s == "":
+		return Query{}, errors.New("empty target")
+	case IsID(s), strings.HasPrefix(s, "ecs:"):
+		return Query{ID: s}, nil
+	}
+	if kv, ok := strings.CutPrefix(s, "tag:"); ok {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" || v == "" {
+			return Query{}, fmt.Errorf("invalid target %q: want tag:Key=Value", s)
+		}
+		return Query{TagKey: k, TagValue: v}, nil
+	}
+	return Query{TagKey: "Name", TagValue: s}, nil
+}
+
+// maxResults is the page size asked for; the API's maximum.
+const maxResults = 50
+
+// Lookup returns every managed node q matches, following NextToken. For an
+// id it asks about that id, and an id unknown to Systems Manager in this
+// account and region is no match.
+func Lookup(ctx context.Context, api API, q Query) ([]Instance, error) {
+	in := &ssm.DescribeInstanceInformationInput{MaxResults: aws.Int32(maxResults)}
+	switch {
+	case strings.HasPrefix(q.ID, "ecs:"):
+		return nil, fmt.Errorf("%s: ECS tasks are not listed by DescribeInstanceInformation", q.ID)
+	case q.ID != "":
+		in.Filters = []types.InstanceInformationStringFilter{{Key: aws.String("InstanceIds"), Values: []string{q.ID}}}
+	default:
+		in.Filters = []types.InstanceInformationStringFilter{{Key: aws.String("tag:" + q.TagKey), Values: []string{q.TagValue}}}
+	}
+	var found []Instance
+	p := ssm.NewDescribeInstanceInformationPaginator(api, in)
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			if q.ID != "" && isInvalidInstanceID(err) {
+				return nil, nil
+			}
+			return nil, fmt.Errorf("look up %s: %w", q, err)
+		}
+		for _, ii := range out.InstanceInformationList {
+			found = append(found, fromAPI(ii))
+		}
+	}
+	return found, nil
+}
+
+func isInvalidInstanceID(err error) bool {
+	var e *types.InvalidInstanceId
+	return errors.As(err, &e)
+}
+
+func fromAPI(ii types.InstanceInformation) Instance {
+	return Instance{
+		ID:           aws.ToString(ii.InstanceId),
+		PingStatus:   string(ii.PingStatus),
+		LastPing:     aws.ToTime(ii.LastPingDateTime),
+		AgentVersion: aws.ToString(ii.AgentVersion),
+		Platform:     aws.ToString(ii.PlatformName),
+		ResourceType: string(ii.ResourceType),
+		ComputerName: aws.ToString(ii.ComputerName),
+		IPAddress:    aws.ToString(ii.IPAddress),
+	}
+}
+
+// Resolve returns the target id to start a session with. Ids are returned
+// without an API call; a name or tag must match exactly one node, and that
+// node must be Online.
+func Resolve(ctx context.Context, api API, target string) (string, error) {
+	q, err := Parse(target)
+	if err != nil {
+		return "", err
+	}
+	if q.ID != "" {
+		return q.ID, nil
+	}
+	found, err := Lookup(ctx, api, q)
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case len(found) == 0:
+		return "", &NotFoundError{Query: q}
+	case len(found) > 1:
+		return "", &AmbiguousError{Query: q, Matches: found}
+	case found[0].PingStatus != PingOnline:
+		return "", &NotOnlineError{Query: q, Instance: found[0]}
+	}
+	return found[0].ID, nil
+}
+
+// NotFoundError reports a name or tag that matches no managed node.
+type NotFoundError struct{ Query Query }
+
+func (e *NotFoundError) Error() string {
+	if e.Query.ID != "" {
+		return fmt.Sprintf("%s is not registered with Systems Manager", e.Query.ID)
+	}
+	if e.Query.TagKey == "Name" {
+		return fmt.Sprintf("no managed node is named %q (tag Name=%s)", e.Query.TagValue, e.Query.TagValue)
+	}
+	return fmt.Sprintf("no managed node has the tag %s=%s", e.Query.TagKey, e.Query.TagValue)
+}
+
+// AmbiguousError reports a name or tag that matches several nodes.
+type AmbiguousError struct {
+	Query   Query
+	Matches []Instance
+}
+
+func (e *AmbiguousError) Error() string {
+	names := make([]string, len(e.Matches))
+	for i, m := range e.Matches {
+		names[i] = m.String()
+	}
+	return fmt.Sprintf("%s matches %d managed nodes: %s", e.Query, len(e.Matches), strings.Join(names, "; "))
+}
+
+// NotOnlineError reports a node whose agent is not connected.
+type NotOnlineError struct {
+	Query    Query
+	Instance Instance
+}
+
+func (e *NotOnlineError) Error() string {
+	name := e.Instance.ID
+	if e.Query.ID == "" {
+		name = e.Query.String() + " (" + e.Instance.ID + ")"
+	}
+	return fmt.Sprintf("%s is not connected to Systems Manager: PingStatus %s, %s", name, e.Instance.PingStatus, LastPing(e.Instance.LastPing, time.Now()))
+}
+
+// LastPing describes when the agent was last heard from.
+func LastPing(t, now time.Time) string {
+	if t.IsZero() {
+		return "never pinged"
+	}
+	return fmt.Sprintf("last ping %s (%s ago)", t.UTC().Format("2006-01-02 15:04:05 UTC"), now.Sub(t).Round(time.Second))
+}
