@@ -1,0 +1,385 @@
+package ssmtest
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/ssm-proxy/ssm-proxy/protocol"
+)
+
+// echoRounds sends total random bytes in chunks of chunk, reading each
+// chunk's echo before sending the next, and checks what came back.
+func echoRounds(t *testing.T, c *minClient, total, chunk int, d time.Duration) {
+	t.Helper()
+	data := make([]byte, total)
+	rand.New(rand.NewSource(int64(total))).Read(data)
+	var got []byte
+	deadline := time.Now().Add(d)
+	for off := 0; off < total; off += chunk {
+		p := data[off:min(off+chunk, total)]
+		c.write(p)
+		got = append(got, c.read(len(p), time.Until(deadline))...)
+	}
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatal("echo differs")
+	}
+}
+
+// checkSeqs checks that the Output the client received was numbered
+// without gaps or repeats across every reconnect (§5.2: counters never
+// reset).
+func checkSeqs(t *testing.T, c *minClient) {
+	t.Helper()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for i := 1; i < len(c.outSeqs); i++ {
+		if c.outSeqs[i] != c.outSeqs[i-1]+1 {
+			t.Fatalf("output seq %d follows %d", c.outSeqs[i], c.outSeqs[i-1])
+		}
+	}
+}
+
+// endAndCount terminates the session so that no more faults fire, and
+// returns the final counters.
+func endAndCount(t *testing.T, s *Server, ss *session) Stats {
+	t.Helper()
+	ss.terminate()
+	waitIdle(t, s, 5*time.Second)
+	return s.Stats()
+}
+
+func TestFaultBye(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), ByeEvery: 300 * time.Millisecond})
+	ss := startSession(t, s)
+	c := connect(t, ss, true)
+	for range 12 {
+		echoRounds(t, c, 4<<10, 1024, 10*time.Second)
+		time.Sleep(80 * time.Millisecond)
+	}
+	checkSeqs(t, c)
+	st := endAndCount(t, s, ss)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.Byes < 2 || st.Reconnects < 2 || st.Resumes != st.Reconnects || st.Byes-st.Resumes > 1 {
+		t.Errorf("byes %d resumes %d reconnects %d", st.Byes, st.Resumes, st.Reconnects)
+	}
+	var byes int
+	for _, err := range c.closeErrs {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code == websocket.CloseNormalClosure && ce.Text == "Bye" {
+			byes++
+		}
+	}
+	if byes < 2 || int64(byes) > st.Byes {
+		t.Errorf("client saw %d close(1000, Bye) for %d Byes: %v", byes, st.Byes, c.closeErrs)
+	}
+	if c.outSeqs[0] != 2 {
+		t.Errorf("first output seq %d", c.outSeqs[0])
+	}
+}
+
+func TestFaultDrop(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), DropEveryBytes: 48 << 10, Seed: 3})
+	ss := startSession(t, s)
+	c := connect(t, ss, true)
+	echoRounds(t, c, 128<<10, 8<<10, 30*time.Second)
+	checkSeqs(t, c)
+	st := endAndCount(t, s, ss)
+	if st.Drops < 2 || st.Resumes != st.Reconnects || st.Drops-st.Resumes > 1 {
+		t.Errorf("drops %d resumes %d reconnects %d", st.Drops, st.Resumes, st.Reconnects)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, err := range c.closeErrs {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+			t.Errorf("a drop sent a close frame: %v", err)
+		}
+	}
+}
+
+func TestFaultBlackhole(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), BlackholeEvery: 24 << 10})
+	ss := startSession(t, s)
+	c := connect(t, ss, true)
+	c.deadAfter = 600 * time.Millisecond
+	echoRounds(t, c, 48<<10, 4<<10, 30*time.Second)
+	checkSeqs(t, c)
+	st := endAndCount(t, s, ss)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// The last black hole may come with the last echo, too late to matter.
+	if st.Blackholes < 1 || st.Resumes != st.Reconnects || c.reconnects != int(st.Resumes) || st.Blackholes-st.Resumes > 1 {
+		t.Errorf("blackholes %d resumes %d reconnects %d (client %d)", st.Blackholes, st.Resumes, st.Reconnects, c.reconnects)
+	}
+	for _, err := range c.closeErrs {
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) && ce.Code != websocket.CloseAbnormalClosure {
+			t.Errorf("a black hole sent a close frame: %v", err)
+		}
+	}
+}
+
+// TestBlackholeSilent: a black-holed websocket answers nothing, not even
+// pings, and is not closed.
+func TestBlackholeSilent(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), BlackholeEvery: 10})
+	ss := startSession(t, s)
+	c := dialRaw(t, ss, ss.firstToken)
+	c.handshakeReady()
+	c.sendStream(1, protocol.PayloadOutput, []byte("0123456789")) // reaches the threshold
+	pongs := make(chan struct{}, 10)
+	c.ws.SetPongHandler(func(string) error { pongs <- struct{}{}; return nil })
+	c.ws.WriteControl(websocket.PingMessage, []byte("x"), time.Now().Add(time.Second))
+	c.sendStream(2, protocol.PayloadOutput, []byte("more"))
+	select {
+	case <-pongs:
+		t.Error("pong from a black hole")
+	case <-time.After(500 * time.Millisecond):
+	}
+	for {
+		m, err := c.next(10 * time.Millisecond)
+		if err != nil {
+			if err.Error() != "timeout" {
+				t.Fatalf("black hole closed: %v", err)
+			}
+			break
+		}
+		if isAckOf(2)(m) {
+			t.Error("a black hole acknowledged data")
+		}
+	}
+	if st := s.Stats(); st.Blackholes != 1 || st.Active != 1 {
+		t.Errorf("stats %+v", st)
+	}
+}
+
+func TestFaultAckLoss(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), AckLoss: 0.3, Seed: 5})
+	ss := startSession(t, s)
+	c := connect(t, ss, false)
+	echoRounds(t, c, 16<<10, 1024, 20*time.Second)
+	c.waitAcked(5 * time.Second)
+	checkSeqs(t, c)
+	st := s.Stats()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// Lost client acks make the agent retransmit (and the client re-ack);
+	// lost agent acks make the client resend (and the agent re-ack).
+	if st.Retransmissions == 0 || c.dupFrames == 0 || st.DuplicatesReceived == 0 {
+		t.Errorf("retransmissions %d, client duplicates %d, agent duplicates %d", st.Retransmissions, c.dupFrames, st.DuplicatesReceived)
+	}
+	if st.BytesUp != 16<<10 || st.BytesDown != 16<<10 {
+		t.Errorf("BytesUp %d BytesDown %d", st.BytesUp, st.BytesDown)
+	}
+}
+
+func TestFaultDuplicate(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), Duplicate: 0.5, Seed: 7})
+	ss := startSession(t, s)
+	c := connect(t, ss, false)
+	echoRounds(t, c, 32<<10, 4<<10, 20*time.Second)
+	checkSeqs(t, c)
+	st := s.Stats()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.DuplicatesReceived == 0 || c.dupFrames == 0 {
+		t.Errorf("agent duplicates %d, client duplicates %d", st.DuplicatesReceived, c.dupFrames)
+	}
+	if st.BytesUp != 32<<10 || st.BytesDown != 32<<10 {
+		t.Errorf("BytesUp %d BytesDown %d", st.BytesUp, st.BytesDown)
+	}
+}
+
+func TestFaultReorder(t *testing.T) {
+	t.Parallel()
+	got := make(chan []byte, 1)
+	addr := serveTCP(t, func(conn net.Conn) {
+		var all []byte
+		buf := make([]byte, 4096)
+		for len(all) < 32<<10 {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			all = append(all, buf[:n]...)
+			conn.Write(buf[:n])
+		}
+		got <- all
+	})
+	s := startServer(t, Options{TargetAddr: addr, Reorder: 0.5, Seed: 9})
+	ss := startSession(t, s)
+	c := connect(t, ss, false)
+	data := make([]byte, 32<<10)
+	rand.New(rand.NewSource(2)).Read(data)
+	c.write(data)
+	if back := c.read(len(data), 20*time.Second); !bytes.Equal(back, data) {
+		t.Fatal("echo differs")
+	}
+	select {
+	case up := <-got:
+		if !bytes.Equal(up, data) {
+			t.Fatal("the target got the bytes out of order")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("target incomplete")
+	}
+	checkSeqs(t, c)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.outOfOrder == 0 {
+		t.Error("no frame reached the client out of order")
+	}
+}
+
+// TestFaultPause: between pause_publication and start_publication the
+// client's data is dropped unacknowledged (§8.4).
+func TestFaultPause(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), PauseEvery: 200 * time.Millisecond, PauseFor: 300 * time.Millisecond})
+	ss := startSession(t, s)
+	c := dialRaw(t, ss, ss.firstToken)
+	c.handshakeReady()
+	c.expect(5*time.Second, "pause_publication", isType(protocol.PausePublication))
+	m := c.sendStream(1, protocol.PayloadOutput, []byte("paused"))
+	c.expect(5*time.Second, "start_publication", func(m protocol.Message) bool {
+		if isAckOf(1)(m) {
+			t.Fatal("data acknowledged while paused")
+		}
+		return m.Type == protocol.StartPublication
+	})
+	c.send(&m) // resend, as a client must
+	c.expect(5*time.Second, "ack after start_publication", isAckOf(1))
+	out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput))
+	if string(out.Payload) != "paused" {
+		t.Errorf("echo %q", out.Payload)
+	}
+	if st := s.Stats(); st.Pauses < 1 || st.BytesUp != 6 {
+		t.Errorf("pauses %d BytesUp %d", st.Pauses, st.BytesUp)
+	}
+}
+
+// TestFaultPauseTraffic: a client that keeps resending gets everything
+// through regular pauses.
+func TestFaultPauseTraffic(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), PauseEvery: 150 * time.Millisecond, PauseFor: 50 * time.Millisecond})
+	ss := startSession(t, s)
+	c := connect(t, ss, false)
+	for range 8 {
+		echoRounds(t, c, 2<<10, 1024, 10*time.Second)
+		time.Sleep(50 * time.Millisecond)
+	}
+	st := endAndCount(t, s, ss)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st.Pauses < 2 || len(c.pauses) < 2 || len(c.starts) < 1 || int64(len(c.pauses)) > st.Pauses {
+		t.Errorf("pauses %d, client saw %d pause and %d start", st.Pauses, len(c.pauses), len(c.starts))
+	}
+}
+
+// TestFaultLatency: every frame is late by Latency each way, without the
+// delays adding up and without reordering.
+func TestFaultLatency(t *testing.T) {
+	t.Parallel()
+	const latency = 100 * time.Millisecond
+	s := startServer(t, Options{TargetAddr: echoServer(t), Latency: latency})
+	ss := startSession(t, s)
+	c := dialRaw(t, ss, ss.firstToken)
+	c.handshakeReady()
+	const n = 20
+	start := time.Now()
+	for i := range n {
+		c.sendStream(int64(i+1), protocol.PayloadOutput, []byte{byte(i)})
+	}
+	var acked []int64
+	var echoed []byte
+	for len(acked) < n || len(echoed) < n {
+		m, err := c.next(5 * time.Second)
+		if err != nil {
+			t.Fatalf("after %d acks, %d echoed: %v", len(acked), len(echoed), err)
+		}
+		switch {
+		case m.Type == protocol.Acknowledge:
+			a, _ := protocol.ParseAck(m.Payload)
+			acked = append(acked, a.AcknowledgedMessageSequenceNumber)
+			if len(acked) == 1 {
+				if d := time.Since(start); d < 2*latency {
+					t.Errorf("first ack after %s, want ≥ %s", d, 2*latency)
+				}
+			}
+		case m.Type == protocol.OutputStreamData && m.PayloadType == protocol.PayloadOutput:
+			c.ack(m)
+			echoed = append(echoed, m.Payload...)
+		}
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("%d round trips took %s: the latency adds up", n, d)
+	}
+	for i, seq := range acked[:n] {
+		if seq != int64(i+1) {
+			t.Fatalf("acks in order %v", acked)
+		}
+	}
+	for i, b := range echoed[:n] {
+		if b != byte(i) {
+			t.Fatalf("echo out of order: %v", echoed)
+		}
+	}
+}
+
+// TestFaultPacing: 1 ms after each 1024-byte message (§5.6).
+func TestFaultPacing(t *testing.T) {
+	t.Parallel()
+	const size = 64 << 10
+	for _, pacing := range []bool{false, true} {
+		addr := serveTCP(t, func(conn net.Conn) {
+			conn.Write(make([]byte, size))
+			io.Copy(io.Discard, conn) // until cleanup
+		})
+		s := startServer(t, Options{TargetAddr: addr, Pacing: pacing})
+		c := connect(t, startSession(t, s), false)
+		c.read(1, 5*time.Second)
+		start := time.Now()
+		c.read(size-1, 10*time.Second)
+		d := time.Since(start)
+		c.mu.Lock()
+		msgs := len(c.outSeqs)
+		c.mu.Unlock()
+		t.Logf("pacing %v: %d KiB in %d messages in %s", pacing, size>>10, msgs, d)
+		if msgs < size/1024 {
+			t.Errorf("%d messages, want at least %d (1024 bytes at most each)", msgs, size/1024)
+		}
+		if pacing && d < 60*time.Millisecond {
+			t.Errorf("paced 64 KiB in %s, want ≥ 60 ms", d)
+		}
+	}
+}
+
+// TestSeed: the same Seed gives the same session ids and tokens.
+func TestSeed(t *testing.T) {
+	t.Parallel()
+	a := startSession(t, startServer(t, Options{Seed: 11}))
+	b := startSession(t, startServer(t, Options{Seed: 11}))
+	c := startSession(t, startServer(t, Options{Seed: 12}))
+	if a.id != b.id || a.firstToken != b.firstToken {
+		t.Error("same seed, different session")
+	}
+	if a.id == c.id {
+		t.Error("different seeds, same session id")
+	}
+}
