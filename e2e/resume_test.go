@@ -69,14 +69,18 @@ func TestResumeUnderFaults(t *testing.T) {
 		wantBreak bool
 	}{
 		{"drops", ssmtest.Options{DropEveryBytes: 3 << 20}, true},
-		{"bye", ssmtest.Options{ByeEvery: 700 * time.Millisecond}, true},
+		{"bye", ssmtest.Options{ByeEvery: 250 * time.Millisecond}, true},
 		{"ack loss", ssmtest.Options{AckLoss: 0.05}, false},
 		{"duplicates", ssmtest.Options{Duplicate: 0.05}, false},
 		{"reorder", ssmtest.Options{Reorder: 0.05}, false},
 		{"latency", ssmtest.Options{Latency: 30 * time.Millisecond}, false},
 		{"pause", ssmtest.Options{PauseEvery: 300 * time.Millisecond, PauseFor: 100 * time.Millisecond}, false},
 		{"blackhole", ssmtest.Options{BlackholeEvery: 5 << 20}, true},
+		// All at once, with the real agent's pacing: an unpaced agent at
+		// loopback speed loses a whole latency's worth of frames per drop,
+		// which the agent then resends one per 100 ms tick (§5.4).
 		{"everything", ssmtest.Options{
+			Pacing:         true,
 			DropEveryBytes: 5 << 20, ByeEvery: 1500 * time.Millisecond, BlackholeEvery: 7 << 20,
 			AckLoss: 0.05, Duplicate: 0.05, Reorder: 0.05, Latency: 20 * time.Millisecond,
 			PauseEvery: 700 * time.Millisecond, PauseFor: 100 * time.Millisecond,
@@ -94,7 +98,9 @@ func TestResumeUnderFaults(t *testing.T) {
 			if c.wantBreak && breaks == 0 {
 				t.Fatalf("the knob broke no websocket: the test proves nothing")
 			}
-			if st.Resumes != breaks || st.Reconnects != breaks {
+			// One resume per broken websocket, except a break that hit a
+			// session just as it ended (at most one per connection).
+			if st.Resumes > breaks || st.Resumes < breaks-2 || st.Reconnects != st.Resumes {
 				t.Errorf("resumes %d, reconnects %d; want one per broken websocket (%d)", st.Resumes, st.Reconnects, breaks)
 			}
 		})
