@@ -134,6 +134,7 @@ func (s *Session) dialLink(ctx context.Context, token string, gen int) (*link, e
 // decodable frame to events. Frames that fail validation are dropped
 // unacknowledged, as both official peers do (§3).
 func (l *link) read(ctx context.Context, events chan<- frameEvent, log *slog.Logger) {
+	defer l.ws.Close()
 	for {
 		typ, data, err := l.ws.ReadMessage()
 		if err != nil {

@@ -121,13 +121,14 @@ func (lp *loop) run(ctx context.Context) error {
 			}
 			lp.pending = ev.data
 		case ev := <-lp.events:
-			if ev.gen != lp.gen || lp.link == nil {
-				continue // from a websocket already replaced
-			}
 			if ev.err != nil {
-				lp.lost(ctx, ev.err)
+				if lp.link != nil && ev.gen == lp.link.gen {
+					lp.lost(ctx, ev.err, false)
+				}
 				continue
 			}
+			// Frames still draining from a websocket already given up on
+			// are as good as any: sequencing sorts out duplicates.
 			done, err := lp.handle(ctx, &ev.msg)
 			if done || err != nil {
 				return err
@@ -210,7 +211,9 @@ func (lp *loop) write(frame []byte) {
 		return
 	}
 	if err := lp.link.write(frame); err != nil {
-		lp.lost(lp.ctx, fmt.Errorf("write: %w", err))
+		// Keep reading the old websocket until its reader fails: what the
+		// kernel already received survives a reset and is not lost.
+		lp.lost(lp.ctx, fmt.Errorf("write: %w", err), true)
 	}
 }
 
@@ -416,13 +419,13 @@ func (lp *loop) onTick(ctx context.Context, now time.Time) error {
 	}
 	heard := time.Unix(0, lp.link.lastHeard.Load())
 	if now.Sub(heard) > lp.s.opts.DeadPeerTimeout && now.Sub(lp.stallEnd) > lp.s.opts.DeadPeerTimeout {
-		lp.lost(ctx, fmt.Errorf("nothing received for %s", now.Sub(heard).Round(time.Second)))
+		lp.lost(ctx, fmt.Errorf("nothing received for %s", now.Sub(heard).Round(time.Second)), false)
 		return nil
 	}
 	if now.Sub(lp.lastPing) >= lp.s.opts.PingInterval {
 		lp.lastPing = now
 		if err := lp.link.ping(); err != nil {
-			lp.lost(ctx, fmt.Errorf("ping: %w", err))
+			lp.lost(ctx, fmt.Errorf("ping: %w", err), true)
 			return nil
 		}
 	}
@@ -443,13 +446,17 @@ func (lp *loop) onTick(ctx context.Context, now time.Time) error {
 	return nil
 }
 
-// lost drops the current websocket and starts a resume (§8.2).
-func (lp *loop) lost(ctx context.Context, cause error) {
+// lost gives up the current websocket and starts a resume (§8.2). With
+// drain, the websocket is left to its reader, which closes it after reading
+// whatever is still buffered; otherwise it is closed now.
+func (lp *loop) lost(ctx context.Context, cause error, drain bool) {
 	if lp.link == nil {
 		return
 	}
 	lp.s.log.Debug("websocket lost; resuming", "err", cause, "close", isCloseNormal(cause))
-	lp.link.ws.Close()
+	if !drain {
+		lp.link.ws.Close()
+	}
 	lp.link = nil
 	if lp.stopping {
 		return

@@ -377,7 +377,15 @@ func (ss *session) afterProcessLocked() {
 func (ss *session) dial(dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)) {
 	defer ss.srv.wg.Done()
 	conn, err := dialFunc(ss.ctx, "tcp", ss.dialAddr)
-	ss.dialed <- dialResult{conn, err}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.ended {
+		if conn != nil {
+			conn.Close()
+		}
+		return
+	}
+	ss.dialed <- dialResult{conn, err} // cap 1, the only send
 }
 
 // dialDone takes the result of the first dial: start reading the target,

@@ -306,6 +306,7 @@ func TestDataBeforeHandshakeComplete(t *testing.T) {
 	c.ack(hc)
 	waitReady(t, ss)
 	c.sendStream(2, protocol.PayloadOutput, []byte("real"))
+	c.expect(5*time.Second, "ack", isAckOf(2))
 	out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput))
 	if string(out.Payload) != "real" {
 		t.Fatalf("target saw %q", out.Payload)

@@ -373,8 +373,8 @@ func (w *wsConn) writeLoop() {
 	}
 }
 
-// readLoop reads client frames until the websocket fails, hands them
-// through the incoming faults to the agent's inbox, and stops reading
+// readLoop reads client frames until the websocket fails or closes, hands
+// them through the incoming faults to the agent's inbox, and stops reading
 // altogether once the websocket is black-holed.
 func (w *wsConn) readLoop() {
 	ss := w.ss
@@ -397,7 +397,9 @@ func (w *wsConn) readLoop() {
 			ss.mu.Unlock()
 			return
 		}
-		if !w.closing && !w.dead && !w.blackholed {
+		// Frames that arrive after our close frame (RFC 6455 §5.5.1 lets
+		// the client finish what it was sending) still count.
+		if !w.dead && !w.blackholed {
 			w.receiveLocked(p)
 		}
 		ss.mu.Unlock()

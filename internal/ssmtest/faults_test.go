@@ -193,6 +193,7 @@ func TestFaultDuplicate(t *testing.T) {
 	ss := startSession(t, s)
 	c := connect(t, ss, false)
 	echoRounds(t, c, 32<<10, 4<<10, 20*time.Second)
+	c.waitAcked(5 * time.Second)
 	checkSeqs(t, c)
 	st := s.Stats()
 	c.mu.Lock()

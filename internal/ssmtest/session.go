@@ -23,8 +23,10 @@ import (
 )
 
 // EndUnsupported is the Stats.Endings key of sessions the emulator cannot
-// serve: an agent older than the Port plugin (§9.3), or a client that would
-// make the agent switch to smux (§7.1), which the emulator does not carry.
+// serve: a document other than the port documents (shells are not
+// emulated), an agent older than the Port plugin (§9.3), or a client that
+// would make the agent switch to smux (§7.1), which the emulator does not
+// carry.
 const EndUnsupported = "unsupported"
 
 // callerName is the first part of every SessionId, where the real service
@@ -63,7 +65,6 @@ type session struct {
 	properties   map[string]string // the handshake's SessionType Properties
 	dialAddr     string
 	agentVersion string
-	created      time.Time
 
 	ctx      context.Context // cancelled by end
 	cancel   context.CancelFunc
@@ -144,7 +145,6 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 		properties:   props,
 		dialAddr:     dial,
 		agentVersion: agentVersion,
-		created:      now,
 		ctx:          ctx,
 		cancel:       cancel,
 		done:         ctx.Done(),
@@ -298,6 +298,13 @@ func (ss *session) endSession(reason, output string) bool {
 	})
 	if t := ss.agent.target; t != nil {
 		t.Close()
+	}
+	select {
+	case r := <-ss.dialed: // a dial the agent goroutine will not take
+		if r.conn != nil {
+			r.conn.Close()
+		}
+	default:
 	}
 	var frame []byte
 	if ws := ss.ws; ws != nil && ws.live() {

@@ -1,0 +1,313 @@
+package proxy_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"math/rand"
+	"net"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
+)
+
+// stEchoServer is the session's target: a TCP server on loopback that
+// echoes every connection back until the client half-closes it.
+func stEchoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				io.Copy(c, c)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// stSession starts an emulator with o and a session to its default
+// instance through the real SDK client.
+func stSession(t *testing.T, o ssmtest.Options, po proxy.Options) (*ssmtest.Server, *proxy.Session) {
+	return stSessionAPI(t, o, po, nil)
+}
+
+// failingResume is an API whose ResumeSession always fails transiently.
+type failingResume struct{ proxy.API }
+
+func (failingResume) ResumeSession(context.Context, *ssm.ResumeSessionInput, ...func(*ssm.Options)) (*ssm.ResumeSessionOutput, error) {
+	return nil, errors.New("connection refused")
+}
+
+func stSessionAPI(t *testing.T, o ssmtest.Options, po proxy.Options, wrap func(proxy.API) proxy.API) (*ssmtest.Server, *proxy.Session) {
+	t.Helper()
+	emu, err := ssmtest.Start(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { emu.Close() })
+	creds := aws.NewCredentialsCache(aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey, Source: "test"}, nil
+	}))
+	api := ssm.New(ssm.Options{
+		Region:       ssmtest.DefaultRegion,
+		BaseEndpoint: aws.String(emu.Endpoint()),
+		Credentials:  creds,
+	})
+	if po.PingInterval == 0 {
+		po.PingInterval, po.DeadPeerTimeout = 200*time.Millisecond, time.Second
+	}
+	po.RefreshCredentials = creds.Invalidate
+	var a proxy.API = api
+	if wrap != nil {
+		a = wrap(api)
+	}
+	sess, err := proxy.Start(context.Background(), a, creds, ssmtest.DefaultRegion, proxy.StartInput{
+		Target: "i-0123456789abcdef0", Document: "AWS-StartSSHSession",
+		Parameters: map[string][]string{"portNumber": {"22"}},
+	}, po)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return emu, sess
+}
+
+// stRun runs sess with stdin from r, collecting stdout.
+func stRun(ctx context.Context, sess *proxy.Session, r io.Reader) (<-chan error, *stBuffer) {
+	out := &stBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- sess.Run(ctx, r, out) }()
+	return done, out
+}
+
+type stBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *stBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *stBuffer) Len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Len()
+}
+
+func (s *stBuffer) Bytes() []byte {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]byte(nil), s.b.Bytes()...)
+}
+
+func stWait(t *testing.T, done <-chan error, d time.Duration) error {
+	t.Helper()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(d):
+		buf := make([]byte, 1<<20)
+		t.Fatalf("Run did not return within %s\n%s", d, buf[:runtime.Stack(buf, true)])
+		return nil
+	}
+}
+
+func stIdle(t *testing.T, emu *ssmtest.Server) ssmtest.Stats {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := emu.WaitIdle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return emu.Stats()
+}
+
+// stNoLeaks checks that the session's goroutines are gone.
+func stNoLeaks(t *testing.T, before int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<20)
+			t.Fatalf("%d goroutines, %d before:\n%s", runtime.NumGoroutine(), before, buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stEcho pushes size random bytes through an echo target while the
+// emulator applies o, and checks they come back intact and in order.
+func stEcho(t *testing.T, o ssmtest.Options, size int) ssmtest.Stats {
+	t.Helper()
+	o.TargetAddr = stEchoServer(t)
+	before := runtime.NumGoroutine()
+	emu, sess := stSession(t, o, proxy.Options{})
+	data := make([]byte, size)
+	rand.New(rand.NewSource(int64(size))).Read(data)
+	pr, pw := io.Pipe()
+	done, out := stRun(context.Background(), sess, pr)
+	go func() {
+		for p := data; len(p) > 0; {
+			n := min(len(p), 7777)
+			if _, err := pw.Write(p[:n]); err != nil {
+				return
+			}
+			p = p[n:]
+		}
+	}()
+	deadline := time.Now().Add(60 * time.Second)
+	for out.Len() < size && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	pw.Close() // stdin EOF: Run ends the session after a grace period
+	if err := stWait(t, done, 30*time.Second); err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if got := out.Bytes(); sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), size)
+	}
+	st := stIdle(t, emu)
+	emu.Close()
+	stNoLeaks(t, before)
+	return st
+}
+
+func TestSessionEcho(t *testing.T) {
+	st := stEcho(t, ssmtest.Options{}, 1<<20)
+	if st.BytesUp != 1<<20 || st.BytesDown != 1<<20 {
+		t.Errorf("bytes up %d down %d", st.BytesUp, st.BytesDown)
+	}
+	// Ended by us: the TerminateSession flag on the data channel, with the
+	// API call as the backstop (whichever the emulator saw first).
+	if st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
+		t.Errorf("stdin EOF did not end the session: %+v", st)
+	}
+}
+
+// TestSessionFaults: the session logic survives every emulator knob (§5, §8).
+func TestSessionFaults(t *testing.T) {
+	cases := []struct {
+		name   string
+		o      ssmtest.Options
+		resume bool
+	}{
+		{"bye", ssmtest.Options{ByeEvery: 150 * time.Millisecond}, true},
+		{"drop", ssmtest.Options{DropEveryBytes: 300 << 10}, true},
+		{"blackhole", ssmtest.Options{BlackholeEvery: 400 << 10}, true},
+		{"ack_loss", ssmtest.Options{AckLoss: 0.1}, false},
+		{"duplicate", ssmtest.Options{Duplicate: 0.1}, false},
+		{"reorder", ssmtest.Options{Reorder: 0.1}, false},
+		{"pause", ssmtest.Options{PauseEvery: 100 * time.Millisecond, PauseFor: 50 * time.Millisecond}, false},
+		{"latency", ssmtest.Options{Latency: 20 * time.Millisecond}, false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.o.Seed = 3
+			st := stEcho(t, c.o, 1<<20)
+			if c.resume && st.Resumes == 0 {
+				t.Fatalf("no resume happened: %+v", st)
+			}
+		})
+	}
+}
+
+func TestSessionCancelTerminates(t *testing.T) {
+	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{})
+	ctx, cancel := context.WithCancel(context.Background())
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done, _ := stRun(ctx, sess, pr)
+	time.Sleep(200 * time.Millisecond)
+	cancel()
+	if err := stWait(t, done, 10*time.Second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run = %v, want context.Canceled", err)
+	}
+	if st := stIdle(t, emu); st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
+		t.Fatalf("session not terminated: %+v", st)
+	}
+}
+
+func TestSessionIdleTimeout(t *testing.T) {
+	_, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t), IdleTimeout: 300 * time.Millisecond}, proxy.Options{})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done, _ := stRun(context.Background(), sess, pr)
+	if err := stWait(t, done, 10*time.Second); !errors.Is(err, proxy.ErrIdleTimeout) {
+		t.Fatalf("Run = %v, want ErrIdleTimeout", err)
+	}
+}
+
+func TestSessionDialFailure(t *testing.T) {
+	_, sess := stSession(t, ssmtest.Options{TargetAddr: "127.0.0.1:1"}, proxy.Options{})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done, out := stRun(context.Background(), sess, pr)
+	err := stWait(t, done, 10*time.Second)
+	var re *proxy.RemoteError
+	if !errors.As(err, &re) || !strings.HasPrefix(re.Output, "Unable to connect to specified port") {
+		t.Fatalf("Run = %v, want RemoteError with the agent's dial text", err)
+	}
+	if out.Len() != 0 {
+		t.Fatalf("stdout got %q", out.Bytes())
+	}
+}
+
+// TestSessionResumeGivesUp: when the websocket is lost and ResumeSession
+// keeps failing, Run gives up after the budget with a ResumeError.
+func TestSessionResumeGivesUp(t *testing.T) {
+	_, sess := stSessionAPI(t, ssmtest.Options{TargetAddr: stEchoServer(t), ByeEvery: 200 * time.Millisecond},
+		proxy.Options{ResumeBudget: 700 * time.Millisecond},
+		func(a proxy.API) proxy.API { return failingResume{a} })
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done, _ := stRun(context.Background(), sess, pr)
+	err := stWait(t, done, 15*time.Second)
+	var re *proxy.ResumeError
+	if !errors.As(err, &re) || re.Attempts < 2 {
+		t.Fatalf("Run = %v, want ResumeError after several attempts", err)
+	}
+}
+
+// TestSessionTerminatedElsewhere: TerminateSession by someone else ends the
+// session with channel_closed; Run returns without error.
+func TestSessionTerminatedElsewhere(t *testing.T) {
+	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	done, _ := stRun(context.Background(), sess, pr)
+	time.Sleep(200 * time.Millisecond)
+	api := ssm.New(ssm.Options{
+		Region: ssmtest.DefaultRegion, BaseEndpoint: aws.String(emu.Endpoint()),
+		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+			return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey}, nil
+		}),
+	})
+	if _, err := api.TerminateSession(context.Background(), &ssm.TerminateSessionInput{SessionId: aws.String(sess.ID())}); err != nil {
+		t.Fatal(err)
+	}
+	if err := stWait(t, done, 10*time.Second); err != nil {
+		t.Fatalf("Run = %v", err)
+	}
+}
