@@ -61,6 +61,10 @@ func errorText(err error) string {
 			cause = errors.Unwrap(cause)
 		}
 	}
+	var pce *proxy.CredentialsError
+	if errors.As(err, &pce) {
+		return oneLine("the connection to Session Manager was lost, and the AWS credentials needed to restore the connection could not be refreshed: " + cause.Error())
+	}
 	return oneLine("cannot get AWS credentials: " + cause.Error())
 }
 

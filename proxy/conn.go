@@ -62,7 +62,8 @@ func isPresigned(u *url.URL) bool {
 
 // signUpgrade returns the SigV4 headers for the websocket upgrade GET of
 // streamURL: service ssmmessages, the session's region, empty payload (§2).
-func signUpgrade(ctx context.Context, creds aws.CredentialsProvider, region, streamURL string, now time.Time) (http.Header, error) {
+// remember, if not nil, is given the credentials used.
+func signUpgrade(ctx context.Context, creds aws.CredentialsProvider, region, streamURL string, now time.Time, remember func(aws.Credentials)) (http.Header, error) {
 	u, err := url.Parse(streamURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse stream url: %w", err)
@@ -73,6 +74,9 @@ func signUpgrade(ctx context.Context, creds aws.CredentialsProvider, region, str
 	c, err := creds.Retrieve(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("retrieve credentials: %w", err)
+	}
+	if remember != nil {
+		remember(c)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, streamURL, nil)
 	if err != nil {
@@ -93,7 +97,7 @@ func signUpgrade(ctx context.Context, creds aws.CredentialsProvider, region, str
 // dialLink opens the websocket at streamURL and sends the OpenDataChannel
 // frame with token (§2). The token is never logged.
 func (s *Session) dialLink(ctx context.Context, token string, gen int) (*link, error) {
-	h, err := signUpgrade(ctx, s.creds, s.region, s.streamURL, s.now())
+	h, err := signUpgrade(ctx, s.creds, s.region, s.streamURL, s.now(), s.rememberCreds)
 	if err != nil {
 		return nil, err
 	}

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -119,6 +120,18 @@ type Session struct {
 	id        string
 	streamURL string
 	token     string // from StartSession; never logged
+
+	credsMu   sync.Mutex
+	lastCreds aws.Credentials // the last that signed an upgrade; never logged
+}
+
+// rememberCreds keeps c for terminate: if credentials cannot be refreshed
+// later (an expired SSO login), the ones that opened the session may still
+// be valid long enough to end it.
+func (s *Session) rememberCreds(c aws.Credentials) {
+	s.credsMu.Lock()
+	s.lastCreds = c
+	s.credsMu.Unlock()
 }
 
 // Start calls StartSession and returns the session, not yet connected.
@@ -185,7 +198,18 @@ const terminateTimeout = 2 * time.Second
 func (s *Session) terminate(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), terminateTimeout)
 	defer cancel()
-	if _, err := s.api.TerminateSession(ctx, &ssm.TerminateSessionInput{SessionId: aws.String(s.id)}); err != nil {
+	in := &ssm.TerminateSessionInput{SessionId: aws.String(s.id)}
+	_, err := s.api.TerminateSession(ctx, in)
+	s.credsMu.Lock()
+	last := s.lastCreds
+	s.credsMu.Unlock()
+	if err != nil && last.HasKeys() && !last.Expired() {
+		s.log.Debug("terminate session failed; retrying with the credentials that opened it", "err", err)
+		_, err = s.api.TerminateSession(ctx, in, func(o *ssm.Options) {
+			o.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return last, nil })
+		})
+	}
+	if err != nil {
 		s.log.Warn("could not terminate the session; it ends when the service times it out", "err", err)
 		return
 	}

@@ -36,6 +36,14 @@ type diskCache struct {
 
 var _ aws.CredentialsProvider = (*diskCache)(nil)
 
+// Invalidate forgets the in-memory credentials of the provider it caches;
+// the file stays, and is used again while it is valid.
+func (d *diskCache) Invalidate() {
+	if i, ok := d.inner.(invalidator); ok {
+		i.Invalidate()
+	}
+}
+
 // cachedCredentials is the file format.
 type cachedCredentials struct {
 	AccessKeyID     string    `json:"AccessKeyId"`

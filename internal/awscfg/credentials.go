@@ -16,12 +16,22 @@ func (e *CredentialsError) Error() string { return "get AWS credentials: " + e.E
 
 func (e *CredentialsError) Unwrap() error { return e.Err }
 
-// checked marks its provider's failures as *CredentialsError.
+// checked marks its provider's failures as *CredentialsError. It sits
+// under the aws.CredentialsCache that Load returns, so it is asked only when
+// that cache misses: expired, or invalidated before a resume. Either way the
+// credentials must come from their source again, so it first invalidates
+// the caches beneath it (the SDK's own, behind the disk cache).
 type checked struct{ inner aws.CredentialsProvider }
 
 var _ aws.CredentialsProvider = (*checked)(nil)
 
+// invalidator is implemented by aws.CredentialsCache and diskCache.
+type invalidator interface{ Invalidate() }
+
 func (c *checked) Retrieve(ctx context.Context) (aws.Credentials, error) {
+	if i, ok := c.inner.(invalidator); ok {
+		i.Invalidate()
+	}
 	creds, err := c.inner.Retrieve(ctx)
 	if err != nil {
 		return aws.Credentials{}, &CredentialsError{Err: err}
