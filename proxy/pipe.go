@@ -67,10 +67,28 @@ func newStdoutWriter(w io.Writer) *stdoutWriter {
 	return o
 }
 
+// coalesceMax bounds how many queued payload bytes one stdout write joins:
+// the agent's 1 KiB messages would otherwise cost a system call each.
+const coalesceMax = 64 << 10
+
 func (o *stdoutWriter) run() {
 	defer close(o.done)
+	buf := make([]byte, 0, coalesceMax)
 	for p := range o.ch {
-		if _, err := o.w.Write(p); err != nil {
+		buf = append(buf[:0], p...)
+	more:
+		for len(buf) < coalesceMax {
+			select {
+			case q, ok := <-o.ch:
+				if !ok {
+					break more
+				}
+				buf = append(buf, q...)
+			default:
+				break more
+			}
+		}
+		if _, err := o.w.Write(buf); err != nil {
 			o.err = err
 			close(o.failed)
 			for range o.ch { // discard the rest so senders never block
