@@ -37,6 +37,7 @@ const writeTimeout = 15 * time.Second
 type link struct {
 	gen       int
 	ws        *websocket.Conn
+	conn      *batchConn   // under ws (and TLS); Flush sends held frames
 	lastHeard atomic.Int64 // unix nanos of the last frame or pong
 }
 
@@ -101,7 +102,11 @@ func (s *Session) dialLink(ctx context.Context, token string, gen int) (*link, e
 	if err != nil {
 		return nil, err
 	}
-	ws, resp, err := s.dialer.DialContext(ctx, s.streamURL, h)
+	// The dial goes through batchingDial: catch this dial's connection.
+	var bc *batchConn
+	d := *s.dialer
+	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c })
+	ws, resp, err := d.DialContext(ctx, s.streamURL, h)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("open data channel: %w (HTTP %s)", err, resp.Status)
@@ -120,12 +125,20 @@ func (s *Session) dialLink(ctx context.Context, token string, gen int) (*link, e
 		ClientID:             s.clientID.String(),
 		ClientVersion:        s.opts.ClientVersion,
 	})
-	ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-	if err := ws.WriteMessage(websocket.TextMessage, open); err != nil {
+	if bc == nil {
+		ws.Close()
+		return nil, errors.New("open data channel: dialer bypassed NetDialContext")
+	}
+	bc.Hold()
+	l := &link{gen: gen, ws: ws, conn: bc}
+	err = l.write(websocket.TextMessage, open)
+	if err == nil {
+		err = l.flush()
+	}
+	if err != nil {
 		ws.Close()
 		return nil, fmt.Errorf("send open data channel: %w", err)
 	}
-	l := &link{gen: gen, ws: ws}
 	l.lastHeard.Store(time.Now().UnixNano())
 	ws.SetPongHandler(func(string) error {
 		l.lastHeard.Store(time.Now().UnixNano())
@@ -165,10 +178,16 @@ func (l *link) read(ctx context.Context, events chan<- frameEvent, log *slog.Log
 	}
 }
 
-// write sends one binary frame. Only the event loop calls it.
-func (l *link) write(frame []byte) error {
+// write queues one frame; flush sends it. Only the event loop calls it.
+func (l *link) write(typ int, frame []byte) error {
 	l.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
-	return l.ws.WriteMessage(websocket.BinaryMessage, frame)
+	return l.ws.WriteMessage(typ, frame)
+}
+
+// flush sends the frames held in the connection.
+func (l *link) flush() error {
+	l.ws.SetWriteDeadline(time.Now().Add(writeTimeout))
+	return l.conn.Flush()
 }
 
 // ping sends a websocket ping (§2: the plugin's payload is "keepalive").
@@ -179,6 +198,7 @@ func (l *link) ping() error {
 // close closes the websocket, politely if possible.
 func (l *link) close() {
 	l.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+	l.flush()
 	l.ws.Close()
 }
 

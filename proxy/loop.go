@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
+	"github.com/gorilla/websocket"
 
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
@@ -99,6 +100,9 @@ func (lp *loop) run(ctx context.Context) error {
 	for {
 		if err := lp.flushPending(); err != nil {
 			return err
+		}
+		if len(lp.events) == 0 {
+			lp.flushLink()
 		}
 		var stdin <-chan stdinEvent
 		if lp.canRead() {
@@ -205,12 +209,22 @@ func (lp *loop) sendFlag(f protocol.Flag) {
 	lp.sendStream(protocol.PayloadFlag, p)
 }
 
+// flushLink sends the frames the current link holds (see batchConn).
+func (lp *loop) flushLink() {
+	if lp.link == nil {
+		return
+	}
+	if err := lp.link.flush(); err != nil {
+		lp.lost(lp.ctx, fmt.Errorf("write: %w", err), true)
+	}
+}
+
 // write sends a frame on the current link; a failure starts a resume.
 func (lp *loop) write(frame []byte) {
 	if lp.link == nil {
 		return
 	}
-	if err := lp.link.write(frame); err != nil {
+	if err := lp.link.write(websocket.BinaryMessage, frame); err != nil {
 		// Keep reading the old websocket until its reader fails: what the
 		// kernel already received survives a reset and is not lost.
 		lp.lost(lp.ctx, fmt.Errorf("write: %w", err), true)

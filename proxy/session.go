@@ -231,6 +231,7 @@ func (s *Session) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) er
 	if !lp.remoteClosed {
 		if lp.link != nil && lp.established {
 			lp.sendFlag(protocol.FlagTerminateSession)
+			lp.flushLink()
 		}
 		s.terminate(ctx)
 	}
