@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -41,6 +42,9 @@ func (a Ack) AppendJSON(b []byte) []byte {
 
 // ParseAck decodes an acknowledge payload.
 func ParseAck(p []byte) (Ack, error) {
+	if a, ok := parseAckFast(p); ok {
+		return a, nil
+	}
 	var a Ack
 	if err := json.Unmarshal(p, &a); err != nil {
 		return Ack{}, fmt.Errorf("acknowledge payload: %w", err)
@@ -59,4 +63,54 @@ func NewAckMessage(m *Message, id UUID, createdMillis uint64) Message {
 		MessageID:     id,
 		Payload:       AckFor(m).AppendJSON(nil),
 	}
+}
+
+// parseAckFast decodes the exact shape AppendJSON and both official peers
+// write (keys in that order, no whitespace, plain strings) without
+// reflection; anything else is left to encoding/json.
+func parseAckFast(p []byte) (Ack, bool) {
+	var a Ack
+	str := func(key string) (string, bool) {
+		if !bytes.HasPrefix(p, []byte(key)) {
+			return "", false
+		}
+		p = p[len(key):]
+		i := bytes.IndexByte(p, '"')
+		if i < 0 || bytes.IndexByte(p[:i], '\\') >= 0 {
+			return "", false
+		}
+		v := string(p[:i])
+		p = p[i+1:]
+		return v, true
+	}
+	t, ok := str(`{"AcknowledgedMessageType":"`)
+	if !ok {
+		return Ack{}, false
+	}
+	a.AcknowledgedMessageType = MessageType(t)
+	if a.AcknowledgedMessageID, ok = str(`,"AcknowledgedMessageId":"`); !ok {
+		return Ack{}, false
+	}
+	const seqKey = `,"AcknowledgedMessageSequenceNumber":`
+	if !bytes.HasPrefix(p, []byte(seqKey)) {
+		return Ack{}, false
+	}
+	p = p[len(seqKey):]
+	i := 0
+	for i < len(p) && (p[i] == '-' || p[i] >= '0' && p[i] <= '9') {
+		i++
+	}
+	n, err := strconv.ParseInt(string(p[:i]), 10, 64)
+	if err != nil {
+		return Ack{}, false
+	}
+	a.AcknowledgedMessageSequenceNumber = n
+	switch string(p[i:]) {
+	case `,"IsSequentialMessage":true}`:
+		a.IsSequentialMessage = true
+	case `,"IsSequentialMessage":false}`:
+	default:
+		return Ack{}, false
+	}
+	return a, true
 }

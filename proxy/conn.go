@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -152,8 +153,15 @@ func (s *Session) dialLink(ctx context.Context, token string, gen int) (*link, e
 // unacknowledged, as both official peers do (§3).
 func (l *link) read(ctx context.Context, events chan<- frameEvent, log *slog.Logger) {
 	defer l.ws.Close()
+	// One buffer for every frame: UnmarshalBinary copies the payload, so
+	// the frame need not outlive the iteration (ReadMessage allocates and
+	// grows a fresh one per frame).
+	var data []byte
 	for {
-		typ, data, err := l.ws.ReadMessage()
+		typ, r, err := l.ws.NextReader()
+		if err == nil {
+			data, err = readFrame(data[:0], r)
+		}
 		if err != nil {
 			select {
 			case events <- frameEvent{gen: l.gen, err: err}:
@@ -174,6 +182,23 @@ func (l *link) read(ctx context.Context, events chan<- frameEvent, log *slog.Log
 		case events <- frameEvent{gen: l.gen, msg: m}:
 		case <-ctx.Done():
 			return
+		}
+	}
+}
+
+// readFrame appends all of r to b.
+func readFrame(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -58,6 +59,11 @@ type loop struct {
 	reorder  map[int64]protocol.Message
 	acks     [recentAcks][]byte
 	ackNext  int
+	ackJSON  []byte // the JSON of the ack being built, reused
+	// unsentAcks are acks made while no websocket was attached (frames
+	// drained from a lost one are acked then); attach sends them all. The
+	// ring above only covers acks that may have died in flight.
+	unsentAcks [][]byte
 
 	started      time.Time
 	established  bool // HandshakeComplete received
@@ -233,10 +239,25 @@ func (lp *loop) write(frame []byte) {
 
 // ack acknowledges m and remembers the ack for repetition after a resume.
 func (lp *loop) ack(m *protocol.Message) {
-	am := protocol.NewAckMessage(m, lp.newID(), uint64(time.Now().UnixMilli()))
-	frame, _ := am.MarshalBinary()
-	lp.acks[lp.ackNext%recentAcks] = frame
+	// Built in reused buffers: the JSON in ackJSON, the frame in its own
+	// ring slot (written frames are copied by the websocket).
+	lp.ackJSON = protocol.AckFor(m).AppendJSON(lp.ackJSON[:0])
+	am := protocol.Message{
+		Type:          protocol.Acknowledge,
+		SchemaVersion: protocol.SchemaVersion,
+		CreatedDate:   uint64(time.Now().UnixMilli()),
+		Flags:         protocol.HeaderFlagsAck,
+		MessageID:     lp.newID(),
+		Payload:       lp.ackJSON,
+	}
+	slot := &lp.acks[lp.ackNext%recentAcks]
+	frame, _ := am.AppendBinary((*slot)[:0])
+	*slot = frame
 	lp.ackNext++
+	if lp.link == nil {
+		lp.unsentAcks = append(lp.unsentAcks, bytes.Clone(frame))
+		return
+	}
 	lp.write(frame)
 }
 
@@ -399,9 +420,30 @@ func (lp *loop) receiveAck(m *protocol.Message) {
 		lp.s.log.Debug("bad acknowledge", "err", err)
 		return
 	}
-	om := lp.win.remove(a.AcknowledgedMessageSequenceNumber)
+	seq := a.AcknowledgedMessageSequenceNumber
+	om := lp.win.remove(seq)
 	if om != nil && om.retries == 0 {
 		lp.rtt.sample(time.Since(om.sent))
+	}
+	// Fast retransmit: the agent acks in order of arrival and processes in
+	// sequence, so an ack for seq while older messages are unacknowledged
+	// means those were dropped — typically the first data of a session,
+	// refused while the agent was still dialling its target (§5.3 "not
+	// ready"). Resend them now, once, instead of after the RTO.
+	if om == nil || lp.link == nil || lp.paused {
+		return
+	}
+	now := time.Now()
+	for _, m := range lp.win.msgs {
+		if m.seq >= seq || lp.link == nil {
+			break
+		}
+		if !m.fast {
+			m.fast = true
+			m.sent = now
+			m.retries++
+			lp.write(m.frame)
+		}
 	}
 }
 
@@ -500,6 +542,10 @@ func (lp *loop) attach(ctx context.Context, l *link) {
 			lp.write(f)
 		}
 	}
+	for _, f := range lp.unsentAcks {
+		lp.write(f)
+	}
+	lp.unsentAcks = nil
 	now := time.Now()
 	for _, m := range lp.win.msgs {
 		if lp.link == nil {

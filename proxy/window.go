@@ -11,6 +11,7 @@ type outMsg struct {
 	frame   []byte
 	sent    time.Time // last (re)transmission
 	retries int
+	fast    bool // fast-retransmitted once already
 }
 
 // window holds unacknowledged outgoing messages in sequence order.
