@@ -302,7 +302,7 @@ func (h *harness) startEmulator(o ssmtest.Options) *emulator {
 		h.b.Fatal(err)
 	}
 	h.b.Cleanup(func() { srv.Close() })
-	return &emulator{srv: srv, env: awsEnv(h.b, srv.Endpoint())}
+	return &emulator{srv: srv, env: ssmtest.ClientEnv(h.b, srv.Endpoint())}
 }
 
 func (h *harness) addPath(name string, ssm bool, proxyCommand func(usageFile string) string) {
@@ -578,31 +578,6 @@ func tryGoBuild(dir string, env []string, out, pkg string) (string, error) {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
 	}
 	return out, nil
-}
-
-// awsEnv is the environment of every ssh run: the fixed fake credentials,
-// the emulator as the SSM endpoint, and no shared config or instance
-// metadata, so that nothing can reach real AWS.
-func awsEnv(b *testing.B, endpoint string) []string {
-	empty := filepath.Join(b.TempDir(), "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		b.Fatal(err)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+ssmtest.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY="+ssmtest.SecretAccessKey,
-		"AWS_REGION="+ssmtest.DefaultRegion,
-		"AWS_ENDPOINT_URL_SSM="+endpoint,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE="+empty,
-		"AWS_SHARED_CREDENTIALS_FILE="+empty,
-	)
 }
 
 // writeRandom writes n incompressible bytes to name.

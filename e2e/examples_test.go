@@ -79,7 +79,7 @@ func TestExampleSSHConfig(t *testing.T) {
 	cfgFile := filepath.Join(t.TempDir(), "aws_config")
 	os.WriteFile(cfgFile, []byte(fmt.Sprintf("[profile prod]\naws_access_key_id = %s\naws_secret_access_key = %s\nregion = us-west-2\n",
 		ssmtest.AccessKeyID, ssmtest.SecretAccessKey)), 0o600)
-	env := append(awsEnv(t, emu.Endpoint()), "AWS_REGION=eu-west-1", "AWS_CONFIG_FILE="+cfgFile)
+	env := append(ssmtest.ClientEnv(t, emu.Endpoint()), "AWS_REGION=eu-west-1", "AWS_CONFIG_FILE="+cfgFile)
 	config := exampleConfig(t, sshd, string(blocks))
 
 	for _, host := range []string{
@@ -109,7 +109,7 @@ func TestGeneratedSSHConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	env := awsEnv(t, emu.Endpoint())
+	env := ssmtest.ClientEnv(t, emu.Endpoint())
 	cmd := exec.Command(proxyBin, "ssh-config")
 	cmd.Env = env
 	blocks := run(t, cmd)
@@ -166,7 +166,7 @@ func TestAnsibleInventory(t *testing.T) {
 	}
 	defer emu.Close()
 	client := sshd.ClientWith(t, testenv.ClientOptions{}) // no ProxyCommand: Ansible's -o gives it
-	env := awsEnv(t, emu.Endpoint())
+	env := ssmtest.ClientEnv(t, emu.Endpoint())
 	for _, host := range hosts {
 		args := append(append([]string{}, common...), host, "echo ok")
 		if out := sshWith(t, client.ConfigPath, env, args...); out != "ok\n" {

@@ -67,37 +67,11 @@ func newHarness(t *testing.T, o harnessOptions) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, sshd: sshd, emu: emu, env: awsEnv(t, emu.Endpoint())}
+	h := &harness{t: t, sshd: sshd, emu: emu, env: ssmtest.ClientEnv(t, emu.Endpoint())}
 	t.Cleanup(func() { emu.Close() })
 	pc := strings.Join(append(append([]string{proxyBin}, o.proxyFlags...), "%h", "%p"), " ")
 	h.client = sshd.Client(t, pc, o.sshExtra...)
 	return h
-}
-
-// awsEnv is the environment of every ssh run: fixed fake credentials, the
-// emulator as the SSM endpoint, and no shared config or instance metadata,
-// so that nothing can reach real AWS.
-func awsEnv(t testing.TB, endpoint string) []string {
-	dir := t.TempDir()
-	empty := filepath.Join(dir, "empty")
-	if err := os.WriteFile(empty, nil, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "AWS_") {
-			env = append(env, kv)
-		}
-	}
-	return append(env,
-		"AWS_ACCESS_KEY_ID="+ssmtest.AccessKeyID,
-		"AWS_SECRET_ACCESS_KEY="+ssmtest.SecretAccessKey,
-		"AWS_REGION="+ssmtest.DefaultRegion,
-		"AWS_ENDPOINT_URL_SSM="+endpoint,
-		"AWS_EC2_METADATA_DISABLED=true",
-		"AWS_CONFIG_FILE="+empty,
-		"AWS_SHARED_CREDENTIALS_FILE="+empty,
-	)
 }
 
 func (h *harness) ssh(ctx context.Context, args ...string) *exec.Cmd {

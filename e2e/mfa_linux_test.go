@@ -64,7 +64,7 @@ mfa_serial = arn:aws:iam::123456789012:mfa/alice
 region = us-east-1
 `, ssmtest.AccessKeyID, ssmtest.SecretAccessKey)), 0o600)
 	cache := filepath.Join(dir, "cache")
-	env := append(awsEnv(t, emu.Endpoint()), "AWS_CONFIG_FILE="+cfg, "AWS_ENDPOINT_URL_STS="+emu.Endpoint(),
+	env := append(ssmtest.ClientEnv(t, emu.Endpoint()), "AWS_CONFIG_FILE="+cfg, "AWS_ENDPOINT_URL_STS="+emu.Endpoint(),
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "XDG_CACHE_HOME="+cache, "HOME="+dir)
 
 	// start runs ssm-proxy as ssh would; with tty it is the controlling

@@ -202,7 +202,7 @@ func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0
 // noProxyEnv is awsEnv without the machine's proxy settings.
 func noProxyEnv(t *testing.T, endpoint string) []string {
 	var env []string
-	for _, kv := range awsEnv(t, endpoint) {
+	for _, kv := range ssmtest.ClientEnv(t, endpoint) {
 		k, _, _ := strings.Cut(kv, "=")
 		switch strings.ToUpper(k) {
 		case "HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "ALL_PROXY":
