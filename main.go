@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
@@ -307,7 +308,12 @@ func (c *cli) connect(ctx context.Context, o options, u *used, port string, log 
 		return explainNotConnected(ctx, api, u.id, err)
 	}
 	log.Debug("connecting", "session", sess.ID(), "target", u.id, "region", cfg.Region)
-	return sess.Run(ctx, c.stdin, c.stdout)
+	in, out, restore := pollableStdio(c.stdin, c.stdout)
+	defer restore()
+	if in != c.stdin {
+		log.Debug("stdin and stdout are in the poller", "GOMAXPROCS", runtime.GOMAXPROCS(0))
+	}
+	return sess.Run(ctx, in, out)
 }
 
 var errNoRegion = errors.New("no AWS region configured")
