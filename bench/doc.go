@@ -14,5 +14,8 @@
 //
 // which also runs the codec and session micro-benchmarks of ./protocol and
 // ./proxy and includes them in the report. cmd/rusage-exec wraps each
-// ProxyCommand to read the proxy's CPU time and peak RSS from wait4.
+// ProxyCommand to read the proxy's CPU time and peak RSS from wait4;
+// internal/nullclient is the least a client can do, run in-process and as
+// a ProxyCommand (cmd/nullproxy) for the emulator's limits and the pacing
+// ceiling.
 package bench

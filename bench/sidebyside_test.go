@@ -36,7 +36,10 @@ const (
 	pathSocat    = "socat"
 	pathProxy    = "ssm-proxy"
 	pathOfficial = "official"
-	pathNull     = "null" // the null client, in the plot only
+	pathNull     = "null" // the null client in-process, in the plot only
+	// pathNullProxy is the null client as ssh's ProxyCommand
+	// (cmd/nullproxy), in paced downloads only: the pacing ceiling.
+	pathNullProxy = "nullproxy"
 )
 
 // config is the size of a run.
@@ -100,11 +103,12 @@ type results struct {
 	Setup       map[string][]setupRun
 	Up, Down    map[string][]xfer
 	Paced       map[string][]xfer
-	Ceiling     float64 // bytes/s: the paced emulator to the null client
+	Ceiling     float64 // bytes/s: paced downloads through the null ProxyCommand
 	LoopCeil    float64 // bytes/s of a bare 1 KiB read + 1 ms sleep loop
 	NominalCeil float64 // 1024 B per 1 ms
-	// Null holds the null client's rates (bytes/s) by direction: what the
-	// emulator itself can carry here ("up", "down", "paced").
+	// Null holds the in-process null client's rates (bytes/s) by
+	// direction: what the emulator itself can carry here, without ssh
+	// ("up", "down", "paced").
 	Null  map[string][]float64
 	Micro []string
 	Notes []string
@@ -131,16 +135,16 @@ func BenchmarkSideBySide(b *testing.B) {
 	for range cfg.NullRuns {
 		r.Null["down"] = append(r.Null["down"], nullDownload(b, ssmtest.Options{}, cfg.Size))
 		r.Null["up"] = append(r.Null["up"], nullUpload(b, cfg.Size))
-		r.Null["paced"] = append(r.Null["paced"], nullDownload(b, ssmtest.Options{Pacing: true}, cfg.PacedSize/2))
 	}
-	r.Ceiling = median(r.Null["paced"])
-	b.Logf("null client: down %.1f, up %.1f, paced %.3f MB/s; bare paced loop %.3f MB/s",
-		median(r.Null["down"])/1e6, median(r.Null["up"])/1e6, r.Ceiling/1e6, r.LoopCeil/1e6)
+	b.Logf("null client: down %.1f, up %.1f MB/s; bare paced loop %.3f MB/s",
+		median(r.Null["down"])/1e6, median(r.Null["up"])/1e6, r.LoopCeil/1e6)
 
 	b.Logf("set-up: %d × ssh host true per path", cfg.SetupRuns)
 	for i := range cfg.SetupRuns {
 		for _, p := range h.order(i) {
-			r.Setup[p.name] = append(r.Setup[p.name], h.setup(p))
+			if !p.pacedOnly {
+				r.Setup[p.name] = append(r.Setup[p.name], h.setup(p))
+			}
 		}
 	}
 
@@ -151,7 +155,7 @@ func BenchmarkSideBySide(b *testing.B) {
 			if p.name == pathOfficial {
 				runs, up, down = cfg.OfficialRuns, cfg.OfficialUp, cfg.OfficialDown
 			}
-			if i >= runs {
+			if i >= runs || p.pacedOnly {
 				continue
 			}
 			r.Up[p.name] = append(r.Up[p.name], h.upload(p, h.unpaced, up))
@@ -159,8 +163,12 @@ func BenchmarkSideBySide(b *testing.B) {
 		}
 	}
 
+	// Paced downloads, and in the same rounds the pacing ceiling: the null
+	// client through the same ssh chain (a path of its own) and, for
+	// comparison, in-process without ssh.
 	b.Logf("paced downloads")
 	for i := range cfg.PacedRuns {
+		r.Null["paced"] = append(r.Null["paced"], nullDownload(b, ssmtest.Options{Pacing: true}, cfg.PacedSize/2))
 		for _, p := range h.order(i) {
 			if p.name == pathSocat {
 				continue // no SSM, no pacing
@@ -168,6 +176,8 @@ func BenchmarkSideBySide(b *testing.B) {
 			r.Paced[p.name] = append(r.Paced[p.name], h.download(p, h.paced, cfg.PacedSize))
 		}
 	}
+	r.Ceiling = medianRate(r.Paced[pathNullProxy])
+	b.Logf("pacing ceiling: %.3f MB/s through ssh, %.3f MB/s in-process", r.Ceiling/1e6, median(r.Null["paced"])/1e6)
 
 	if *flagMicro != "" {
 		r.Micro = readMicro(b, *flagMicro)
@@ -198,10 +208,11 @@ func BenchmarkSideBySide(b *testing.B) {
 
 // path is one way of carrying ssh: a ProxyCommand and its usage file.
 type path struct {
-	name   string
-	client *testenv.Client
-	usage  string // rusage-exec output
-	ssm    bool   // goes through the emulator
+	name      string
+	client    *testenv.Client
+	usage     string // rusage-exec output
+	ssm       bool   // goes through the emulator
+	pacedOnly bool   // measured in paced downloads only
 }
 
 // emulator is one emulator instance and the ssh environment pointing at it.
@@ -237,6 +248,7 @@ func newHarness(b *testing.B, r *results) *harness {
 	b.Logf("building ssm-proxy and rusage-exec")
 	proxyBin := goBuild(b, root, nil, filepath.Join(bin, "ssm-proxy"), ".")
 	rusage := goBuild(b, root, nil, filepath.Join(bin, "rusage-exec"), "./bench/cmd/rusage-exec")
+	nullProxy := goBuild(b, root, nil, filepath.Join(bin, "nullproxy"), "./bench/cmd/nullproxy")
 	var plugin, shim string
 	if *flagOfficial {
 		b.Logf("building the official session-manager-plugin and startsession-shim (interop module)")
@@ -286,6 +298,9 @@ func newHarness(b *testing.B, r *results) *harness {
 			return fmt.Sprintf("env HOME=%s %s -child -plugin %s %%h %%p", home, shim, wrapper)
 		})
 	}
+	h.addPath(pathNullProxy, true, func(u string) string {
+		return fmt.Sprintf("%s -o %s -label nullproxy -- %s %%h %%p", rusage, u, nullProxy)
+	}).pacedOnly = true
 	for _, p := range h.paths {
 		r.Paths = append(r.Paths, p.name)
 	}
@@ -305,10 +320,11 @@ func (h *harness) startEmulator(o ssmtest.Options) *emulator {
 	return &emulator{srv: srv, env: ssmtest.ClientEnv(h.b, srv.Endpoint())}
 }
 
-func (h *harness) addPath(name string, ssm bool, proxyCommand func(usageFile string) string) {
+func (h *harness) addPath(name string, ssm bool, proxyCommand func(usageFile string) string) *path {
 	u := filepath.Join(h.dir, name+".usage")
-	h.paths = append(h.paths, &path{name: name, ssm: ssm, usage: u,
-		client: h.sshd.Client(h.b, proxyCommand(u))})
+	p := &path{name: name, ssm: ssm, usage: u, client: h.sshd.Client(h.b, proxyCommand(u))}
+	h.paths = append(h.paths, p)
+	return p
 }
 
 // order returns the paths in the order of run i: rotated, so that no path
@@ -519,8 +535,8 @@ func parseUsage(line string) (usage, error) {
 // pacingCeiling measures the bare loop of the paced agent on this machine:
 // a 1024-byte read from a TCP connection that always has data, then
 // time.Sleep(time.Millisecond), as ssmtest's readTarget does under Pacing
-// (§5.6), without the emulator's per-message work. The null client's paced
-// rate is the ceiling the report uses; this is its upper bound.
+// (§5.6), without the emulator's per-message work: the upper bound of
+// every paced rate on this machine.
 func pacingCeiling(b *testing.B, d time.Duration) float64 {
 	b.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
