@@ -33,6 +33,22 @@ func (a Ack) AppendJSON(b []byte) []byte {
 	b = strconv.AppendQuote(b, string(a.AcknowledgedMessageType))
 	b = append(b, `,"AcknowledgedMessageId":`...)
 	b = strconv.AppendQuote(b, a.AcknowledgedMessageID)
+	return a.appendTail(b)
+}
+
+// AppendAckJSON appends what AckFor(m).AppendJSON would, without making the
+// message ID a string first: an ack for every message received.
+func AppendAckJSON(b []byte, m *Message) []byte {
+	a := Ack{AcknowledgedMessageType: m.Type, AcknowledgedMessageSequenceNumber: m.SequenceNumber, IsSequentialMessage: true}
+	b = append(b, `{"AcknowledgedMessageType":`...)
+	b = strconv.AppendQuote(b, string(a.AcknowledgedMessageType))
+	b = append(b, `,"AcknowledgedMessageId":"`...)
+	b = m.MessageID.appendText(b)
+	b = append(b, '"')
+	return a.appendTail(b)
+}
+
+func (a Ack) appendTail(b []byte) []byte {
 	b = append(b, `,"AcknowledgedMessageSequenceNumber":`...)
 	b = strconv.AppendInt(b, a.AcknowledgedMessageSequenceNumber, 10)
 	b = append(b, `,"IsSequentialMessage":`...)
@@ -42,14 +58,30 @@ func (a Ack) AppendJSON(b []byte) []byte {
 
 // ParseAck decodes an acknowledge payload.
 func ParseAck(p []byte) (Ack, error) {
-	if a, ok := parseAckFast(p); ok {
-		return a, nil
+	if f, ok := scanAck(p); ok {
+		return Ack{
+			AcknowledgedMessageType:           MessageType(f.typ),
+			AcknowledgedMessageID:             string(f.id),
+			AcknowledgedMessageSequenceNumber: f.seq,
+			IsSequentialMessage:               f.sequential,
+		}, nil
 	}
 	var a Ack
 	if err := json.Unmarshal(p, &a); err != nil {
 		return Ack{}, fmt.Errorf("acknowledge payload: %w", err)
 	}
 	return a, nil
+}
+
+// ParseAckSeq returns only the acknowledged sequence number of an
+// acknowledge payload, all a sender matches (§5.4), without copying the
+// strings ParseAck returns.
+func ParseAckSeq(p []byte) (int64, error) {
+	if f, ok := scanAck(p); ok {
+		return f.seq, nil
+	}
+	a, err := ParseAck(p)
+	return a.AcknowledgedMessageSequenceNumber, err
 }
 
 // NewAckMessage builds the acknowledge message for m with the header values
@@ -65,35 +97,40 @@ func NewAckMessage(m *Message, id UUID, createdMillis uint64) Message {
 	}
 }
 
-// parseAckFast decodes the exact shape AppendJSON and both official peers
-// write (keys in that order, no whitespace, plain strings) without
-// reflection; anything else is left to encoding/json.
-func parseAckFast(p []byte) (Ack, bool) {
-	var a Ack
-	str := func(key string) (string, bool) {
+// ackFields are the fields of an acknowledge payload, the strings still in
+// the payload's bytes.
+type ackFields struct {
+	typ, id    []byte
+	seq        int64
+	sequential bool
+}
+
+// scanAck decodes the exact shape AppendJSON and both official peers write
+// (keys in that order, no whitespace, plain strings) without reflection;
+// anything else is left to encoding/json.
+func scanAck(p []byte) (f ackFields, ok bool) {
+	str := func(key string) ([]byte, bool) {
 		if !bytes.HasPrefix(p, []byte(key)) {
-			return "", false
+			return nil, false
 		}
 		p = p[len(key):]
 		i := bytes.IndexByte(p, '"')
 		if i < 0 || bytes.IndexByte(p[:i], '\\') >= 0 {
-			return "", false
+			return nil, false
 		}
-		v := string(p[:i])
+		v := p[:i]
 		p = p[i+1:]
 		return v, true
 	}
-	t, ok := str(`{"AcknowledgedMessageType":"`)
-	if !ok {
-		return Ack{}, false
+	if f.typ, ok = str(`{"AcknowledgedMessageType":"`); !ok {
+		return ackFields{}, false
 	}
-	a.AcknowledgedMessageType = MessageType(t)
-	if a.AcknowledgedMessageID, ok = str(`,"AcknowledgedMessageId":"`); !ok {
-		return Ack{}, false
+	if f.id, ok = str(`,"AcknowledgedMessageId":"`); !ok {
+		return ackFields{}, false
 	}
 	const seqKey = `,"AcknowledgedMessageSequenceNumber":`
 	if !bytes.HasPrefix(p, []byte(seqKey)) {
-		return Ack{}, false
+		return ackFields{}, false
 	}
 	p = p[len(seqKey):]
 	i := 0
@@ -102,15 +139,15 @@ func parseAckFast(p []byte) (Ack, bool) {
 	}
 	n, err := strconv.ParseInt(string(p[:i]), 10, 64)
 	if err != nil {
-		return Ack{}, false
+		return ackFields{}, false
 	}
-	a.AcknowledgedMessageSequenceNumber = n
+	f.seq = n
 	switch string(p[i:]) {
 	case `,"IsSequentialMessage":true}`:
-		a.IsSequentialMessage = true
+		f.sequential = true
 	case `,"IsSequentialMessage":false}`:
 	default:
-		return Ack{}, false
+		return ackFields{}, false
 	}
-	return a, true
+	return f, true
 }

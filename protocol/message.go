@@ -175,5 +175,22 @@ func parseType(f []byte) (MessageType, error) {
 			return "", fmt.Errorf("padding byte 0x%02x at %d is not a space", c, i)
 		}
 	}
+	// The known types as their constants: no string made per message.
+	switch string(f[:end]) {
+	case string(InputStreamData):
+		return InputStreamData, nil
+	case string(OutputStreamData):
+		return OutputStreamData, nil
+	case string(Acknowledge):
+		return Acknowledge, nil
+	case string(ChannelClosed):
+		return ChannelClosed, nil
+	case string(StartPublication):
+		return StartPublication, nil
+	case string(PausePublication):
+		return PausePublication, nil
+	case string(AgentSessionState):
+		return AgentSessionState, nil
+	}
 	return MessageType(f[:end]), nil
 }

@@ -63,6 +63,73 @@ func TestAckJSON(t *testing.T) {
 	}
 }
 
+// TestAppendAckJSON: the allocation-free forms agree with AckFor, ParseAck
+// and encoding/json, for every known message type, an unknown one that
+// needs quoting, and sequence numbers of every sign and size.
+func TestAppendAckJSON(t *testing.T) {
+	types := []MessageType{InputStreamData, OutputStreamData, Acknowledge, ChannelClosed, StartPublication, PausePublication, AgentSessionState, `odd"type\`}
+	for i, typ := range types {
+		for _, seq := range []int64{0, 1, 1023, -1, 1<<63 - 1} {
+			m := Message{Type: typ, SequenceNumber: seq, MessageID: UUIDv4([16]byte{byte(i), 0xab, 0xcd, byte(seq)})}
+			want := AckFor(&m).AppendJSON(nil)
+			got := AppendAckJSON([]byte("prefix"), &m)
+			if string(got) != "prefix"+string(want) {
+				t.Fatalf("AppendAckJSON(%s, %d)\n got %s\nwant prefix%s", typ, seq, got, want)
+			}
+			std, _ := json.Marshal(AckFor(&m))
+			if n, err := ParseAckSeq(std); err != nil || n != seq {
+				t.Fatalf("ParseAckSeq(%s) = %d, %v; want %d", std, n, err, seq)
+			}
+			if n, err := ParseAckSeq(want); err != nil || n != seq {
+				t.Fatalf("ParseAckSeq(%s) = %d, %v; want %d", want, n, err, seq)
+			}
+		}
+	}
+	// Shapes the fast path leaves to encoding/json still parse.
+	for _, p := range []string{
+		`{ "AcknowledgedMessageSequenceNumber": 7, "AcknowledgedMessageType": "output_stream_data" }`,
+		`{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"x\u0041","AcknowledgedMessageSequenceNumber":7,"IsSequentialMessage":true}`,
+	} {
+		if n, err := ParseAckSeq([]byte(p)); err != nil || n != 7 {
+			t.Errorf("ParseAckSeq(%s) = %d, %v; want 7", p, n, err)
+		}
+	}
+	if _, err := ParseAckSeq([]byte(`{"AcknowledgedMessageSequenceNumber":"7"}`)); err == nil {
+		t.Error("ParseAckSeq accepted a string sequence number")
+	}
+}
+
+// TestSteadyStateAllocs pins the per-message allocations of the codec's
+// data path (counts, not timings): parsing a known message type, building
+// an ack's JSON into a reused buffer and reading an ack's sequence number
+// allocate nothing; unmarshalling allocates only the payload copy.
+func TestSteadyStateAllocs(t *testing.T) {
+	m := Message{Type: OutputStreamData, SchemaVersion: SchemaVersion, CreatedDate: 1, SequenceNumber: 5,
+		MessageID: UUIDv4([16]byte{1}), PayloadType: PayloadOutput, Payload: make([]byte, 1024)}
+	frame, _ := m.MarshalBinary()
+	ack := AckFor(&m).AppendJSON(nil)
+	buf := make([]byte, 0, 256)
+	var out Message
+	for _, c := range []struct {
+		name string
+		want float64
+		f    func()
+	}{
+		{"AppendAckJSON", 0, func() { buf = AppendAckJSON(buf[:0], &m) }},
+		{"ParseAckSeq", 0, func() { ParseAckSeq(ack) }},
+		{"UUIDv4", 0, func() { m.MessageID = UUIDv4([16]byte{2}) }},
+		{"AppendBinary", 0, func() { buf, _ = m.AppendBinary(buf[:0]) }},
+		{"UnmarshalBinary", 1, func() { out.UnmarshalBinary(frame) }},
+	} {
+		if got := testing.AllocsPerRun(100, c.f); got != c.want {
+			t.Errorf("%s: %v allocations, want %v", c.name, got, c.want)
+		}
+	}
+	if out.Type != OutputStreamData {
+		t.Fatalf("unmarshalled type %q", out.Type)
+	}
+}
+
 func TestFlagPayload(t *testing.T) {
 	b, _ := FlagTerminateSession.AppendBinary(nil)
 	if string(b) != "\x00\x00\x00\x02" {

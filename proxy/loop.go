@@ -59,7 +59,8 @@ type loop struct {
 	reorder  map[int64]protocol.Message
 	acks     [recentAcks][]byte
 	ackNext  int
-	ackJSON  []byte // the JSON of the ack being built, reused
+	ackJSON  []byte   // the JSON of the ack being built, reused
+	idBuf    [16]byte // random bytes of the next message ID, reused
 	// unsentAcks are acks made while no websocket was attached (frames
 	// drained from a lost one are acked then); attach sends them all. The
 	// ring above only covers acks that may have died in flight.
@@ -182,8 +183,8 @@ func (lp *loop) flushPending() error {
 }
 
 func (lp *loop) newID() protocol.UUID {
-	id, _ := protocol.NewUUID(lp.s.rand) // ChaCha8 never fails
-	return id
+	io.ReadFull(lp.s.rand, lp.idBuf[:]) // ChaCha8 never fails
+	return protocol.UUIDv4(lp.idBuf)
 }
 
 // sendStream sends one sequenced input_stream_data message and keeps it for
@@ -241,7 +242,7 @@ func (lp *loop) write(frame []byte) {
 func (lp *loop) ack(m *protocol.Message) {
 	// Built in reused buffers: the JSON in ackJSON, the frame in its own
 	// ring slot (written frames are copied by the websocket).
-	lp.ackJSON = protocol.AckFor(m).AppendJSON(lp.ackJSON[:0])
+	lp.ackJSON = protocol.AppendAckJSON(lp.ackJSON[:0], m)
 	am := protocol.Message{
 		Type:          protocol.Acknowledge,
 		SchemaVersion: protocol.SchemaVersion,
@@ -415,12 +416,11 @@ func (lp *loop) handshake(payload []byte) error {
 // receiveAck removes the acknowledged message from the window and feeds the
 // RTT estimator (§5.4, §5.5). Acks of unknown sequence numbers are ignored.
 func (lp *loop) receiveAck(m *protocol.Message) {
-	a, err := protocol.ParseAck(m.Payload)
+	seq, err := protocol.ParseAckSeq(m.Payload)
 	if err != nil {
 		lp.s.log.Debug("bad acknowledge", "err", err)
 		return
 	}
-	seq := a.AcknowledgedMessageSequenceNumber
 	om := lp.win.remove(seq)
 	if om != nil && om.retries == 0 {
 		lp.rtt.sample(time.Since(om.sent))
