@@ -105,7 +105,14 @@ const (
 )
 
 func main() {
-	os.Exit(run(context.Background(), os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
+	// stdin is ssh's byte stream, for the session alone. Children started
+	// on the way (the AWS SDK gives a credential_process os.Stdin) get
+	// /dev/null instead, so none can swallow what ssh sends.
+	stdin := os.Stdin
+	if null, err := os.Open(os.DevNull); err == nil {
+		os.Stdin = null
+	}
+	os.Exit(run(context.Background(), os.Args[1:], stdin, os.Stdout, os.Stderr))
 }
 
 // run runs one ssm-proxy command and returns its exit status.

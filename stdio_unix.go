@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"syscall"
+	"time"
 )
 
 // pollableStdio hands ssh's pipes to Go's network poller. ssh gives its
@@ -19,16 +20,18 @@ import (
 // message between threads: 10 % (upload) to 22 % (download) less CPU per
 // byte, no less throughput, the same keystroke round trip.
 //
-// Only the process's own stdin and stdout are changed, and only when both
-// are pipes or sockets: never a terminal or a file, whose open file
-// description a shell may share. The returned function puts the blocking
-// mode back; call it before exiting.
+// Only descriptors 0 and 1 are changed, and only when both are pipes or
+// sockets: never a terminal or a file, whose open file description a shell
+// may share. The returned function closes the duplicates and puts the
+// blocking mode back; call it before exiting.
 func pollableStdio(in io.Reader, out io.Writer) (io.Reader, io.Writer, func()) {
-	if in != io.Reader(os.Stdin) || out != io.Writer(os.Stdout) || !isPipeOrSocket(os.Stdin) || !isPipeOrSocket(os.Stdout) {
+	fin, ok1 := in.(*os.File)
+	fout, ok2 := out.(*os.File)
+	if !ok1 || !ok2 || fdOf(fin) != 0 || fdOf(fout) != 1 || !isPipeOrSocket(fin) || !isPipeOrSocket(fout) {
 		return in, out, func() {}
 	}
-	pin, restoreIn, ok1 := pollable(os.Stdin)
-	pout, restoreOut, ok2 := pollable(os.Stdout)
+	pin, restoreIn, ok1 := pollable(fin)
+	pout, restoreOut, ok2 := pollable(fout)
 	if !ok1 || !ok2 {
 		restoreIn()
 		restoreOut()
@@ -43,35 +46,62 @@ func pollableStdio(in io.Reader, out io.Writer) (io.Reader, io.Writer, func()) {
 	}
 }
 
+// fdOf is f's descriptor, or -1. Unlike f.Fd it leaves a file in the poller
+// there, in non-blocking mode.
+func fdOf(f *os.File) int {
+	fd := -1
+	if rc, err := f.SyscallConn(); err == nil {
+		rc.Control(func(d uintptr) { fd = int(d) })
+	}
+	return fd
+}
+
 func isPipeOrSocket(f *os.File) bool {
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&(os.ModeNamedPipe|os.ModeSocket) != 0
 }
 
-// pollable returns a duplicate of f's descriptor in non-blocking mode,
-// which os.NewFile registers with the poller, and a function that restores
-// blocking mode and closes the duplicate. The mode belongs to the open file
-// description, so f sees it too. ok is false if f was left as it was.
+// inPoller reports whether f is waited on by the poller: only such files
+// honour deadlines.
+func inPoller(f *os.File) bool { return f.SetReadDeadline(time.Time{}) == nil }
+
+// pollable returns a file in the poller for f's descriptor and a function
+// that undoes what pollable did. A file already in the poller (its
+// descriptor was non-blocking when the process started) is returned as it
+// is. Otherwise the result is a close-on-exec duplicate in non-blocking
+// mode, which os.NewFile registers with the poller; the mode belongs to the
+// open file description, so f's descriptor shares it until restore. ok is
+// false if f is left as it was.
 func pollable(f *os.File) (_ *os.File, restore func(), ok bool) {
+	if inPoller(f) {
+		return f, func() {}, true
+	}
+	fd := fdOf(f)
 	// A duplicate, so that the new *os.File owns (and may close) its own
-	// descriptor, close-on-exec, so that no child (a credential_process)
-	// keeps ssh's pipe open.
+	// descriptor; close-on-exec, so that no child inherits it.
 	syscall.ForkLock.RLock()
-	fd, err := syscall.Dup(int(f.Fd()))
+	dup, err := syscall.Dup(fd)
 	if err == nil {
-		syscall.CloseOnExec(fd)
+		syscall.CloseOnExec(dup)
 	}
 	syscall.ForkLock.RUnlock()
 	if err != nil {
 		return f, func() {}, false
 	}
-	if err := syscall.SetNonblock(fd, true); err != nil {
-		syscall.Close(fd)
+	if err := syscall.SetNonblock(dup, true); err != nil {
+		syscall.Close(dup)
 		return f, func() {}, false
 	}
-	p := os.NewFile(uintptr(fd), f.Name())
-	return p, func() {
-		syscall.SetNonblock(fd, false)
+	p := os.NewFile(uintptr(dup), f.Name())
+	restore = func() {
+		// Close first: it waits for reads and writes in progress, which
+		// must not turn into blocking ones half way.
 		p.Close()
-	}, true
+		syscall.SetNonblock(fd, false)
+	}
+	if !inPoller(p) {
+		restore()
+		return f, func() {}, false
+	}
+	return p, restore, true
 }

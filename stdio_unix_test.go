@@ -3,11 +3,16 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -45,6 +50,15 @@ func TestPollablePipe(t *testing.T) {
 	if !nonblocking(t, r) || !nonblocking(t, w) {
 		t.Fatal("pipe not switched to non-blocking mode")
 	}
+	for _, p := range []*os.File{pr, pw} {
+		rc, _ := p.SyscallConn()
+		rc.Control(func(fd uintptr) {
+			flags, _, _ := syscall.Syscall(syscall.SYS_FCNTL, fd, syscall.F_GETFD, 0)
+			if flags&syscall.FD_CLOEXEC == 0 {
+				t.Errorf("%s: duplicate is not close-on-exec", p.Name())
+			}
+		})
+	}
 
 	// Only a file in the poller honours deadlines: a read of an empty
 	// pipe returns at the deadline instead of blocking a thread forever.
@@ -64,11 +78,13 @@ func TestPollablePipe(t *testing.T) {
 		restoreW() // closes the duplicate; w stays open
 		w.Close()
 	}()
+	pr.SetReadDeadline(time.Now().Add(10 * time.Second))
 	got, err := io.ReadAll(pr)
 	if err != nil || !bytes.Equal(got, want) {
 		t.Fatalf("read %d bytes (%v), want %d intact", len(got), err, len(want))
 	}
 
+	pr.SetReadDeadline(time.Time{})
 	restoreR()
 	if nonblocking(t, r) {
 		t.Fatal("restore left the pipe non-blocking")
@@ -116,4 +132,83 @@ func TestPollableStdioLeavesOtherStreams(t *testing.T) {
 	if in != io.Reader(r) || out != io.Writer(w) || nonblocking(t, r) || nonblocking(t, w) {
 		t.Fatal("pollableStdio changed streams that are not os.Stdin and os.Stdout")
 	}
+}
+
+// TestPollableStdio runs a child (this test binary) with blocking pipes as
+// its stdin and stdout, as ssh runs its ProxyCommand. The child's
+// pollableStdio must put both in the poller, drop to one P unless
+// GOMAXPROCS is set, carry the bytes, and leave the pipes blocking again:
+// the parent holds the same open file descriptions and checks their mode.
+func TestPollableStdio(t *testing.T) {
+	for _, c := range []struct {
+		env  string // GOMAXPROCS for the child, "" for none
+		want string
+	}{{"", "1"}, {"2", "2"}} {
+		inR, inW := blockingPipe(t)
+		outR, outW := blockingPipe(t)
+		cmd := exec.Command(os.Args[0], "-test.run=^TestStdioChild$")
+		for _, kv := range os.Environ() {
+			if !strings.HasPrefix(kv, "GOMAXPROCS=") {
+				cmd.Env = append(cmd.Env, kv)
+			}
+		}
+		cmd.Env = append(cmd.Env, "SSM_PROXY_STDIO_CHILD=1")
+		if c.env != "" {
+			cmd.Env = append(cmd.Env, "GOMAXPROCS="+c.env)
+		}
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = inR, outW, os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		outW.Close() // inR stays open: it shares the child's stdin description
+		br := bufio.NewReader(outR)
+		first, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		if want := "poller=true gomaxprocs=" + c.want + "\n"; first != want {
+			t.Errorf("GOMAXPROCS=%q: child said %q, want %q", c.env, first, want)
+		}
+		if !nonblocking(t, inR) {
+			t.Error("the child's stdin is not in non-blocking mode")
+		}
+		want := bytes.Repeat([]byte("ssh bytes "), 100<<10) // 1 MB through the pipes
+		go func() {
+			inW.Write(want)
+			inW.Close()
+		}()
+		got, err := io.ReadAll(br)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("child echoed %d bytes (%v), want %d intact", len(got), err, len(want))
+		}
+		if err := cmd.Wait(); err != nil {
+			t.Fatalf("child: %v", err)
+		}
+		if nonblocking(t, inR) {
+			t.Error("the child left its stdin non-blocking")
+		}
+	}
+}
+
+// TestStdioChild is the child of TestPollableStdio.
+func TestStdioChild(t *testing.T) {
+	if os.Getenv("SSM_PROXY_STDIO_CHILD") == "" {
+		t.Skip("run by TestPollableStdio")
+	}
+	in, out, restore := pollableStdio(os.Stdin, os.Stdout)
+	fin, fout := in.(*os.File), out.(*os.File)
+	fmt.Fprintf(out, "poller=%v gomaxprocs=%d\n", inPoller(fin) && inPoller(fout) && fin != os.Stdin && fout != os.Stdout, runtime.GOMAXPROCS(0))
+	if _, err := io.Copy(out, in); err != nil {
+		fmt.Fprintln(os.Stderr, "child copy:", err)
+		os.Exit(1)
+	}
+	restore()
+	for fd := 0; fd < 2; fd++ {
+		flags, _, _ := syscall.Syscall(syscall.SYS_FCNTL, uintptr(fd), syscall.F_GETFL, 0)
+		if flags&syscall.O_NONBLOCK != 0 {
+			fmt.Fprintf(os.Stderr, "child: fd %d left non-blocking\n", fd)
+			os.Exit(1)
+		}
+	}
+	os.Exit(0)
 }

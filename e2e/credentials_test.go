@@ -15,8 +15,9 @@ import (
 
 // rotatingProfile writes an AWS config whose profile "rotating" gets
 // short-lived credentials from a credential_process that counts its calls
-// and, once failAfter calls were made (0: never), fails the way an expired
-// SSO login does. It returns the environment for ssh and the counter file.
+// and records its stdin (in counter+".stdin") and, once failAfter calls
+// were made (0: never), fails the way an expired SSO login does. It returns
+// the environment for ssh and the counter file.
 func rotatingProfile(t *testing.T, h *harness, failAfter int) (env []string, counter string) {
 	t.Helper()
 	dir := t.TempDir()
@@ -25,6 +26,7 @@ func rotatingProfile(t *testing.T, h *harness, failAfter int) (env []string, cou
 	body := fmt.Sprintf(`#!/bin/sh
 n=$(( $(cat %[1]q 2>/dev/null || echo 0) + 1 ))
 echo $n > %[1]q
+readlink /proc/self/fd/0 >> %[1]q.stdin
 if [ %[2]d -gt 0 ] && [ $n -gt %[2]d ]; then
 	echo "the SSO session associated with this profile has expired" >&2
 	exit 1
@@ -80,6 +82,17 @@ func TestResumeRefreshesCredentials(t *testing.T) {
 		}
 		if n := calls(t, counter); n < int(st.Resumes)+1 {
 			t.Errorf("credential_process ran %d times for %d resumes; want once more per resume", n, st.Resumes)
+		}
+		// ssh's byte stream is the session's alone: a credential_process
+		// (which the AWS SDK gives the process's stdin) reads /dev/null.
+		stdins, err := os.ReadFile(counter + ".stdin")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(strings.TrimSpace(string(stdins)), "\n") {
+			if l != "/dev/null" {
+				t.Errorf("credential_process ran with stdin %q, want /dev/null", l)
+			}
 		}
 	})
 
