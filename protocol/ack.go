@@ -115,8 +115,8 @@ func scanAck(p []byte) (f ackFields, ok bool) {
 		}
 		p = p[len(key):]
 		i := bytes.IndexByte(p, '"')
-		if i < 0 || bytes.IndexByte(p[:i], '\\') >= 0 {
-			return nil, false
+		if i < 0 || bytes.IndexFunc(p[:i], func(r rune) bool { return r == '\\' || r < 0x20 }) >= 0 {
+			return nil, false // escapes and control bytes: encoding/json decides
 		}
 		v := p[:i]
 		p = p[i+1:]
@@ -136,6 +136,10 @@ func scanAck(p []byte) (f ackFields, ok bool) {
 	i := 0
 	for i < len(p) && (p[i] == '-' || p[i] >= '0' && p[i] <= '9') {
 		i++
+	}
+	digits := bytes.TrimPrefix(p[:i], []byte("-"))
+	if len(digits) > 1 && digits[0] == '0' {
+		return ackFields{}, false // a leading zero, which JSON does not allow
 	}
 	n, err := strconv.ParseInt(string(p[:i]), 10, 64)
 	if err != nil {

@@ -94,8 +94,19 @@ func TestAppendAckJSON(t *testing.T) {
 			t.Errorf("ParseAckSeq(%s) = %d, %v; want 7", p, n, err)
 		}
 	}
-	if _, err := ParseAckSeq([]byte(`{"AcknowledgedMessageSequenceNumber":"7"}`)); err == nil {
-		t.Error("ParseAckSeq accepted a string sequence number")
+	// What encoding/json rejects, the fast path must not accept.
+	for _, p := range []string{
+		`{"AcknowledgedMessageSequenceNumber":"7"}`,
+		`{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"x","AcknowledgedMessageSequenceNumber":007,"IsSequentialMessage":true}`,
+		`{"AcknowledgedMessageType":"output_stream_data","AcknowledgedMessageId":"x","AcknowledgedMessageSequenceNumber":-07,"IsSequentialMessage":true}`,
+		"{\"AcknowledgedMessageType\":\"output_stream_data\",\"AcknowledgedMessageId\":\"x\ty\",\"AcknowledgedMessageSequenceNumber\":7,\"IsSequentialMessage\":true}",
+	} {
+		if n, err := ParseAckSeq([]byte(p)); err == nil {
+			t.Errorf("ParseAckSeq(%s) = %d, want an error", p, n)
+		}
+		if a, err := ParseAck([]byte(p)); err == nil {
+			t.Errorf("ParseAck(%s) = %+v, want an error", p, a)
+		}
 	}
 }
 

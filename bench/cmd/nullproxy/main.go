@@ -33,6 +33,9 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// A write after ssh has gone fails with EPIPE instead of killing the
+	// process before it ends the session.
+	signal.Ignore(syscall.SIGPIPE)
 	cfg, err := config.LoadDefaultConfig(ctx)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "nullproxy: error:", err)

@@ -261,7 +261,11 @@ func (s *Session) Proxy(stdin io.Reader, stdout io.Writer) error {
 				buf := make([]byte, protocol.MaxStreamPayload)
 				n, err := stdin.Read(buf)
 				if n > 0 {
-					in <- buf[:n]
+					select {
+					case in <- buf[:n]:
+					case <-stop:
+						return
+					}
 				}
 				if err != nil {
 					close(in)

@@ -67,6 +67,7 @@ func TestProxyEcho(t *testing.T) {
 	if sha256.Sum256(got) != sha256.Sum256(want) || !bytes.Equal(got, want) {
 		t.Fatal("echoed bytes differ from those sent")
 	}
+	inW.Close() // ends the stdin reader
 	if err := s.Terminate(ctx); err != nil {
 		t.Fatal(err)
 	}
