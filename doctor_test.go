@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // doctorLines splits doctor's output into check lines (✓/✗) and hints.
@@ -58,24 +59,7 @@ func TestDoctorAllPass(t *testing.T) {
 
 // silentServer accepts connections and sends nothing.
 func silentServer(t *testing.T) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.Read(make([]byte, 1))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) { c.Read(make([]byte, 1)) })
 }
 
 func TestDoctorSilentPort(t *testing.T) {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // setAWSEnv points the SDK at emu (SSM and STS) with the fixed fake
@@ -92,28 +93,12 @@ const sshBanner = "SSH-2.0-ssmtest\r\n"
 // sshBanner, then closes it, or with hold keeps it open until the client
 // closes. It returns the address, for ssmtest.Options.TargetAddr.
 func bannerServer(t testing.TB, hold bool) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, sshBanner)
-				if hold {
-					io.Copy(io.Discard, c)
-				}
-			}()
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		io.WriteString(c, sshBanner)
+		if hold {
+			io.Copy(io.Discard, c)
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // startEmulator starts an emulator with o and points the environment at it.

@@ -11,42 +11,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/ssm-proxy/ssm-proxy/bench/internal/nullclient"
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
 // nullStart starts a null-client session on emu.
 func nullStart(ctx context.Context, emu *ssmtest.Server) (*nullclient.Session, error) {
-	api := ssm.New(ssm.Options{
-		Region:       ssmtest.DefaultRegion,
-		BaseEndpoint: aws.String(emu.Endpoint()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey}, nil
-		}),
-		RetryMaxAttempts: 1,
-	})
-	return nullclient.Start(ctx, api, "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
+	return nullclient.Start(ctx, ssmtest.APIClient(emu.Endpoint()), "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
 }
 
 // nullDownload measures the emulator's download rate (bytes/s) to the null
 // client: a TCP source writes size bytes as fast as the agent reads.
 func nullDownload(b *testing.B, opts ssmtest.Options, size int64) float64 {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	opts.TargetAddr = testenv.ServeTCP(b, func(c net.Conn) {
 		buf := make([]byte, 64<<10)
 		for n := int64(0); n < size; {
 			k, err := c.Write(buf[:min(int64(len(buf)), size-n)])
@@ -56,8 +36,7 @@ func nullDownload(b *testing.B, opts ssmtest.Options, size int64) float64 {
 			}
 		}
 		io.Copy(io.Discard, c) // until the session ends
-	}()
-	opts.TargetAddr = ln.Addr().String()
+	})
 	emu, err := ssmtest.Start(opts)
 	if err != nil {
 		b.Fatal(err)
@@ -82,18 +61,8 @@ func nullDownload(b *testing.B, opts ssmtest.Options, size int64) float64 {
 // websocket's own back-pressure is the only limit), a TCP sink counts.
 func nullUpload(b *testing.B, size int64) float64 {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
 	got := make(chan time.Time, 1)
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	sink := testenv.ServeTCP(b, func(c net.Conn) {
 		buf := make([]byte, 64<<10)
 		for n := int64(0); n < size; {
 			k, err := c.Read(buf)
@@ -103,8 +72,8 @@ func nullUpload(b *testing.B, size int64) float64 {
 			}
 		}
 		got <- time.Now()
-	}()
-	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: ln.Addr().String()})
+	})
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: sink})
 	if err != nil {
 		b.Fatal(err)
 	}

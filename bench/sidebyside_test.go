@@ -542,25 +542,15 @@ func parseUsage(line string) (usage, error) {
 // every paced rate on this machine.
 func pacingCeiling(b *testing.B, d time.Duration) float64 {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
+	src := testenv.ServeTCP(b, func(c net.Conn) {
 		buf := make([]byte, 64<<10)
 		for {
 			if _, err := c.Write(buf); err != nil {
 				return
 			}
 		}
-	}()
-	c, err := net.Dial("tcp", ln.Addr().String())
+	})
+	c, err := net.Dial("tcp", src)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -27,28 +27,13 @@ import (
 	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // bannerTarget listens on loopback, sends an SSH banner to each connection
 // and closes it; the address is the emulator's TargetAddr.
 func bannerTarget(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, "SSH-2.0-e2e\r\n")
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) { io.WriteString(c, "SSH-2.0-e2e\r\n") })
 }
 
 // testCA issues certificates for any host name.
@@ -330,26 +315,10 @@ func TestSSMMessagesEndpoint(t *testing.T) {
 
 // holdTarget greets each connection with an SSH banner and keeps it open.
 func holdTarget(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.WriteString(c, "SSH-2.0-e2e\r\n")
-				io.Copy(io.Discard, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) {
+		io.WriteString(c, "SSH-2.0-e2e\r\n")
+		io.Copy(io.Discard, c)
+	})
 }
 
 // forwarder relays TCP connections to an address, counting them, until

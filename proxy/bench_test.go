@@ -24,7 +24,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
@@ -37,10 +36,6 @@ const benchTarget = "i-0123456789abcdef0"
 // benchChunk is the unit of a throughput op: one MiB of stream bytes, that
 // is 1024 messages of the agent's 1 KiB.
 const benchChunk = 1 << 20
-
-var benchCreds = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-	return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey, Source: "bench"}, nil
-})
 
 // benchEnv is a TCP target, an emulator whose sessions dial it, and an
 // API client for the emulator.
@@ -63,20 +58,14 @@ func newBenchEnv(b *testing.B, opts ssmtest.Options) *benchEnv {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { emu.Close() })
-	api := ssm.New(ssm.Options{
-		Region:           ssmtest.DefaultRegion,
-		BaseEndpoint:     aws.String(emu.Endpoint()),
-		Credentials:      benchCreds,
-		RetryMaxAttempts: 1,
-	})
-	return &benchEnv{ln: ln, emu: emu, api: api}
+	return &benchEnv{ln: ln, emu: emu, api: ssmtest.APIClient(emu.Endpoint())}
 }
 
 // start starts a session and runs it on a goroutine; the returned channel
 // yields Run's result. Cancelling ctx ends it.
 func (e *benchEnv) start(b *testing.B, ctx context.Context, stdin io.Reader, stdout io.Writer, opts proxy.Options) <-chan error {
 	b.Helper()
-	sess, err := proxy.Start(ctx, e.api, benchCreds, ssmtest.DefaultRegion, proxy.StartInput{
+	sess, err := proxy.Start(ctx, e.api, ssmtest.Credentials(), ssmtest.DefaultRegion, proxy.StartInput{
 		Target:     benchTarget,
 		Document:   "AWS-StartSSHSession",
 		Parameters: map[string][]string{"portNumber": {"22"}},

@@ -18,31 +18,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
 // stEchoServer is the session's target: a TCP server on loopback that
 // echoes every connection back until the client half-closes it.
 func stEchoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 // stSession starts an emulator with o and a session to its default
@@ -298,13 +281,7 @@ func TestSessionTerminatedElsewhere(t *testing.T) {
 	defer pw.Close()
 	done, _ := stRun(context.Background(), sess, pr)
 	time.Sleep(200 * time.Millisecond)
-	api := ssm.New(ssm.Options{
-		Region: ssmtest.DefaultRegion, BaseEndpoint: aws.String(emu.Endpoint()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey}, nil
-		}),
-	})
-	if _, err := api.TerminateSession(context.Background(), &ssm.TerminateSessionInput{SessionId: aws.String(sess.ID())}); err != nil {
+	if _, err := ssmtest.APIClient(emu.Endpoint()).TerminateSession(context.Background(), &ssm.TerminateSessionInput{SessionId: aws.String(sess.ID())}); err != nil {
 		t.Fatal(err)
 	}
 	if err := stWait(t, done, 10*time.Second); err != nil {

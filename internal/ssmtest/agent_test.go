@@ -20,6 +20,7 @@ import (
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/gorilla/websocket"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -262,7 +263,7 @@ func TestHandshakeFailed(t *testing.T) {
 
 func TestDialFailure(t *testing.T) {
 	t.Parallel()
-	addr := closedPort(t)
+	addr := testenv.ClosedPort(t)
 	s := startServer(t, Options{TargetAddr: addr})
 	ss := startSession(t, s)
 	c := dialRaw(t, ss, ss.firstToken)
@@ -279,7 +280,7 @@ func TestDialFailure(t *testing.T) {
 func TestInstanceAddr(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{
-		TargetAddr: closedPort(t),
+		TargetAddr: testenv.ClosedPort(t),
 		Instances:  []Instance{{ID: "i-1", Addr: echoServer(t)}},
 	})
 	c := connect(t, startSession(t, s), false)
@@ -415,7 +416,7 @@ func TestDuplicateReack(t *testing.T) {
 // n bytes.
 func recordServer(t *testing.T) (addr string, received func(n int, d time.Duration) []byte) {
 	ch := make(chan []byte, 1000)
-	addr = serveTCP(t, func(c net.Conn) {
+	addr = testenv.ServeTCP(t, func(c net.Conn) {
 		for {
 			buf := make([]byte, 4096)
 			n, err := c.Read(buf)
@@ -553,7 +554,7 @@ func TestRTO(t *testing.T) {
 func TestTerminateFlag(t *testing.T) {
 	t.Parallel()
 	closed := make(chan struct{})
-	addr := serveTCP(t, func(c net.Conn) {
+	addr := testenv.ServeTCP(t, func(c net.Conn) {
 		io.Copy(io.Discard, c)
 		close(closed)
 	})
@@ -594,7 +595,7 @@ func TestTargetEOF(t *testing.T) {
 	t.Parallel()
 	t.Run("drained", func(t *testing.T) {
 		t.Parallel()
-		addr := serveTCP(t, func(c net.Conn) { c.Write(bytes.Repeat([]byte("z"), 5000)) })
+		addr := testenv.ServeTCP(t, func(c net.Conn) { c.Write(bytes.Repeat([]byte("z"), 5000)) })
 		s := startServer(t, Options{TargetAddr: addr})
 		c := connect(t, startSession(t, s), false)
 		if got := c.read(5000, 5*time.Second); len(got) != 5000 {
@@ -607,7 +608,7 @@ func TestTargetEOF(t *testing.T) {
 	})
 	t.Run("unacked", func(t *testing.T) {
 		t.Parallel()
-		addr := serveTCP(t, func(c net.Conn) { c.Write([]byte("last words")) })
+		addr := testenv.ServeTCP(t, func(c net.Conn) { c.Write([]byte("last words")) })
 		s := startServer(t, Options{TargetAddr: addr})
 		ss := startSession(t, s)
 		c := dialRaw(t, ss, ss.firstToken)
@@ -887,7 +888,7 @@ func TestCloseDuringOpen(t *testing.T) {
 // next data dials again (§7.3).
 func TestPortForwardingBasic(t *testing.T) {
 	t.Parallel()
-	s := startServer(t, Options{TargetAddr: serveTCP(t, func(c net.Conn) {
+	s := startServer(t, Options{TargetAddr: testenv.ServeTCP(t, func(c net.Conn) {
 		buf := make([]byte, 100)
 		n, _ := c.Read(buf)
 		c.Write(bytes.ToUpper(buf[:n])) // one answer per connection

@@ -1,10 +1,14 @@
 package ssmtest
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
 )
 
 // ClientEnv is the environment for a client process (ssm-proxy, the
@@ -32,4 +36,23 @@ func ClientEnv(tb testing.TB, endpoint string) []string {
 		"AWS_CONFIG_FILE="+empty,
 		"AWS_SHARED_CREDENTIALS_FILE="+empty,
 	)
+}
+
+// Credentials provides the fixed fake credentials the emulator accepts.
+func Credentials() aws.CredentialsProvider {
+	return aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
+		return aws.Credentials{AccessKeyID: AccessKeyID, SecretAccessKey: SecretAccessKey, Source: "ssmtest"}, nil
+	})
+}
+
+// APIClient is an SDK client for the emulator at endpoint that signs with
+// Credentials. It reads no shared config and no environment, so nothing
+// can reach AWS, and it does not retry, so each call is one request.
+func APIClient(endpoint string) *ssm.Client {
+	return ssm.New(ssm.Options{
+		Region:           DefaultRegion,
+		BaseEndpoint:     aws.String(endpoint),
+		Credentials:      Credentials(),
+		RetryMaxAttempts: 1,
+	})
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -209,7 +210,7 @@ func TestFaultDuplicate(t *testing.T) {
 func TestFaultReorder(t *testing.T) {
 	t.Parallel()
 	got := make(chan []byte, 1)
-	addr := serveTCP(t, func(conn net.Conn) {
+	addr := testenv.ServeTCP(t, func(conn net.Conn) {
 		var all []byte
 		buf := make([]byte, 4096)
 		for len(all) < 32<<10 {
@@ -348,7 +349,7 @@ func TestFaultPacing(t *testing.T) {
 	t.Parallel()
 	const size = 64 << 10
 	for _, pacing := range []bool{false, true} {
-		addr := serveTCP(t, func(conn net.Conn) {
+		addr := testenv.ServeTCP(t, func(conn net.Conn) {
 			conn.Write(make([]byte, size))
 			io.Copy(io.Discard, conn) // until cleanup
 		})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -59,62 +60,9 @@ func startDocSession(t testing.TB, s *Server, doc string, params map[string][]st
 	return ss
 }
 
-// serveTCP runs handle for every connection to a fresh loopback listener
-// and returns its address. Listener and handlers end at cleanup.
-func serveTCP(t testing.TB, handle func(net.Conn)) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				handle(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return ln.Addr().String()
-}
-
 // echoServer echoes every connection.
 func echoServer(t testing.TB) string {
-	return serveTCP(t, func(c net.Conn) { io.Copy(c, c) })
-}
-
-// closedPort returns a loopback address nothing listens on.
-func closedPort(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
+	return testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
 }
 
 func newID() protocol.UUID {

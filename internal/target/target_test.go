@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
@@ -62,11 +60,7 @@ func emulatorAPI(t *testing.T, insts []ssmtest.Instance) *ssm.Client {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emu.Close() })
-	return ssm.New(ssm.Options{
-		Region:       ssmtest.DefaultRegion,
-		BaseEndpoint: aws.String(emu.Endpoint()),
-		Credentials:  credentials.NewStaticCredentialsProvider(ssmtest.AccessKeyID, ssmtest.SecretAccessKey, ""),
-	})
+	return ssmtest.APIClient(emu.Endpoint())
 }
 
 func testCtx(t *testing.T) context.Context {

@@ -10,44 +10,23 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // TestProxyEcho carries 1 MiB through Proxy to an echo target and back, as
 // nullproxy does for ssh, and ends the session: the pacing ceiling is only
 // as good as the bytes it carries.
 func TestProxyEcho(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err != nil {
-			return
-		}
-		defer c.Close()
-		io.Copy(c, c)
-	}()
-	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: ln.Addr().String()})
+	echo := testenv.ServeTCP(t, func(c net.Conn) { io.Copy(c, c) })
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: echo})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer emu.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	api := ssm.New(ssm.Options{
-		Region:       ssmtest.DefaultRegion,
-		BaseEndpoint: aws.String(emu.Endpoint()),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey}, nil
-		}),
-	})
-	s, err := Start(ctx, api, "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
+	s, err := Start(ctx, ssmtest.APIClient(emu.Endpoint()), "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -58,14 +58,7 @@ func TestUsage(t *testing.T) {
 // SDK with the fixed credentials, following NextToken.
 func describe(t *testing.T, endpoint string, filters ...types.InstanceInformationStringFilter) []string {
 	t.Helper()
-	client := ssm.New(ssm.Options{
-		Region:       ssmtest.DefaultRegion,
-		BaseEndpoint: aws.String(endpoint),
-		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
-			return aws.Credentials{AccessKeyID: ssmtest.AccessKeyID, SecretAccessKey: ssmtest.SecretAccessKey}, nil
-		}),
-		RetryMaxAttempts: 1,
-	})
+	client := ssmtest.APIClient(endpoint)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	var ids []string
