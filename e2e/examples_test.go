@@ -127,37 +127,16 @@ func TestGeneratedSSHConfig(t *testing.T) {
 // TestAnsibleInventory runs ssh the way Ansible does for each host of
 // examples/ansible/inventory.ini: ansible_ssh_common_args, then the host.
 func TestAnsibleInventory(t *testing.T) {
-	f, err := os.Open("../examples/ansible/inventory.ini")
+	inv, err := testenv.ReadAnsibleInventory("../examples/ansible/inventory.ini")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	var hosts, common []string
-	section := ""
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#"):
-		case strings.HasPrefix(line, "["):
-			section = strings.Trim(line, "[]")
-		case section == "all:vars":
-			if v, ok := strings.CutPrefix(line, "ansible_ssh_common_args="); ok {
-				common = splitArgs(strings.ReplaceAll(v, "ssm-proxy ", proxyBin+" "))
-			}
-		default:
-			fields := strings.Fields(line)
-			host := fields[0]
-			for _, kv := range fields[1:] {
-				if v, ok := strings.CutPrefix(kv, "ansible_host="); ok {
-					host = v
-				}
-			}
-			hosts = append(hosts, host)
-		}
+	var common []string
+	for _, a := range inv.SSHArgs {
+		common = append(common, strings.ReplaceAll(a, "ssm-proxy ", proxyBin+" "))
 	}
-	if len(hosts) == 0 || len(common) == 0 {
-		t.Fatalf("hosts %q, args %q", hosts, common)
+	if len(inv.Hosts) == 0 || len(common) == 0 {
+		t.Fatalf("hosts %v, args %q", inv.Hosts, common)
 	}
 	sshd := testenv.StartSSHD(t)
 	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: sshd.Addr})
@@ -167,40 +146,13 @@ func TestAnsibleInventory(t *testing.T) {
 	defer emu.Close()
 	client := sshd.ClientWith(t, testenv.ClientOptions{}) // no ProxyCommand: Ansible's -o gives it
 	env := ssmtest.ClientEnv(t, emu.Endpoint())
-	for _, host := range hosts {
-		args := append(append([]string{}, common...), host, "echo ok")
+	for _, h := range inv.Hosts {
+		args := append(append([]string{}, common...), h.Target, "echo ok")
 		if out := sshWith(t, client.ConfigPath, env, args...); out != "ok\n" {
-			t.Fatalf("%s: stdout %q", host, out)
+			t.Fatalf("%s: stdout %q", h.Target, out)
 		}
 	}
-	if st := emu.Stats(); st.SessionsStarted != int64(len(hosts)) || st.Active != 0 {
-		t.Errorf("sessions started %d for %d hosts, active %d", st.SessionsStarted, len(hosts), st.Active)
+	if st := emu.Stats(); st.SessionsStarted != int64(len(inv.Hosts)) || st.Active != 0 {
+		t.Errorf("sessions started %d for %d hosts, active %d", st.SessionsStarted, len(inv.Hosts), st.Active)
 	}
-}
-
-// splitArgs splits like Ansible's shlex for what the inventory uses:
-// spaces separate, double quotes group.
-func splitArgs(s string) []string {
-	var args []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote, have = !inQuote, true
-		case r == ' ' && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args
 }

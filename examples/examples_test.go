@@ -4,7 +4,6 @@
 package examples
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"testing"
 
 	"github.com/kevinburke/ssh_config"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // TestSSHConfig: the file parses and sends each kind of name where its
@@ -177,112 +178,30 @@ func TestTerraform(t *testing.T) {
 	}
 }
 
-// iniFile is a parsed INI file: section → lines (comments dropped).
-type iniFile map[string][]string
-
-func readINI(t *testing.T, path string) iniFile {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	ini := iniFile{}
-	section := ""
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";"):
-		case strings.HasPrefix(line, "["):
-			if !strings.HasSuffix(line, "]") {
-				t.Fatalf("%s:%d: bad section %q", path, n, line)
-			}
-			section = strings.Trim(line, "[]")
-		default:
-			if section == "" {
-				t.Fatalf("%s:%d: %q outside a section", path, n, line)
-			}
-			ini[section] = append(ini[section], line)
-		}
-	}
-	return ini
-}
-
-// splitArgs splits a command line the way Ansible's shlex does for the
-// cases used here: spaces separate, double quotes group.
-func splitArgs(s string) []string {
-	var args []string
-	var cur strings.Builder
-	inQuote, have := false, false
-	for _, r := range s {
-		switch {
-		case r == '"':
-			inQuote, have = !inQuote, true
-		case r == ' ' && !inQuote:
-			if have {
-				args = append(args, cur.String())
-				cur.Reset()
-				have = false
-			}
-		default:
-			cur.WriteRune(r)
-			have = true
-		}
-	}
-	if have {
-		args = append(args, cur.String())
-	}
-	return args
-}
-
 // TestAnsible: the inventory's hosts are ids or have an ssm-proxy name,
 // and its ssh arguments make ssm-proxy the ProxyCommand.
 func TestAnsible(t *testing.T) {
-	inv := readINI(t, "ansible/inventory.ini")
-	var hosts int
-	for section, lines := range inv {
-		if strings.Contains(section, ":vars") {
-			continue
-		}
-		for _, l := range lines {
-			hosts++
-			f := strings.Fields(l)
-			target := f[0]
-			for _, kv := range f[1:] {
-				if v, ok := strings.CutPrefix(kv, "ansible_host="); ok {
-					target = v
-				}
-			}
-			if !regexp.MustCompile(`^(i-[0-9a-f]{17}|mi-[0-9a-f]{17}|[\w.-]+\.ssm)$`).MatchString(target) {
-				t.Errorf("[%s] %s: target %q is neither an id nor NAME.ssm", section, f[0], target)
-			}
-		}
+	inv, err := testenv.ReadAnsibleInventory("ansible/inventory.ini")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if hosts == 0 {
+	if len(inv.Hosts) == 0 {
 		t.Fatal("no hosts")
 	}
-	var args string
-	for _, l := range inv["all:vars"] {
-		if v, ok := strings.CutPrefix(l, "ansible_ssh_common_args="); ok {
-			args = v
+	for _, h := range inv.Hosts {
+		if !regexp.MustCompile(`^(i-[0-9a-f]{17}|mi-[0-9a-f]{17}|[\w.-]+\.ssm)$`).MatchString(h.Target) {
+			t.Errorf("[%s] %s: target %q is neither an id nor NAME.ssm", h.Group, h.Name, h.Target)
 		}
 	}
-	got := splitArgs(args)
-	if i := slices.Index(got, "ProxyCommand=ssm-proxy --strip-suffix .ssm %n %p"); i < 1 || got[i-1] != "-o" {
-		t.Errorf("ansible_ssh_common_args split as %q", got)
+	if i := slices.Index(inv.SSHArgs, "ProxyCommand=ssm-proxy --strip-suffix .ssm %n %p"); i < 1 || inv.SSHArgs[i-1] != "-o" {
+		t.Errorf("ansible_ssh_common_args split as %q", inv.SSHArgs)
 	}
-	cfg := readINI(t, "ansible/ansible.cfg")
-	if len(cfg["defaults"]) == 0 || len(cfg["ssh_connection"]) == 0 {
+	cfg, err := testenv.ReadINI("ansible/ansible.cfg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Section("defaults")) == 0 || len(cfg.Section("ssh_connection")) == 0 {
 		t.Errorf("ansible.cfg sections %v", cfg)
-	}
-}
-
-func TestSplitArgs(t *testing.T) {
-	got := splitArgs(`-o ProxyCommand="a b %h" -o  X=1`)
-	want := []string{"-o", "ProxyCommand=a b %h", "-o", "X=1"}
-	if !slices.Equal(got, want) {
-		t.Errorf("%q", got)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -307,4 +308,12 @@ func TestRequireFailsWithHint(t *testing.T) {
 		t.Errorf("Require message lacks binary name or install hint: %q", f.msg)
 	}
 	Require(t, "sh") // present: no failure
+}
+
+func TestSplitArgs(t *testing.T) {
+	got := SplitArgs(`-o ProxyCommand="a b %h" -o  X=1`)
+	want := []string{"-o", "ProxyCommand=a b %h", "-o", "X=1"}
+	if !slices.Equal(got, want) {
+		t.Errorf("%q", got)
+	}
 }
