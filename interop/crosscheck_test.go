@@ -523,6 +523,22 @@ func mustJSON(t testing.TB, v any) []byte {
 	return b
 }
 
+// identicalJSON encodes theirs with the official serializer and ours with
+// encoding/json, fails test case i unless the bytes are identical, and
+// returns both.
+func identicalJSON(t testing.TB, i int, theirs, ours any) (tj, oj []byte) {
+	t.Helper()
+	tj, err := message.SerializeClientMessagePayload(DiscardLog(), theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oj = mustJSON(t, ours)
+	if !bytes.Equal(tj, oj) {
+		t.Fatalf("#%d: JSON differs:\nours   %s\ntheirs %s", i, oj, tj)
+	}
+	return tj, oj
+}
+
 // sameJSON reports whether a and b hold the same JSON value.
 func sameJSON(t testing.TB, a, b []byte) bool {
 	t.Helper()
@@ -603,14 +619,7 @@ func TestCrossHandshakeRequest(t *testing.T) {
 				ActionType: protocol.ActionKMSEncryption, ActionParameters: json.RawMessage(`{"KMSKeyId":"` + kmsKey + `"}`)})
 		}
 
-		tj, err := message.SerializeClientMessagePayload(DiscardLog(), theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		oj := mustJSON(t, ours)
-		if !bytes.Equal(tj, oj) {
-			t.Fatalf("#%d: JSON differs:\nours   %s\ntheirs %s", i, oj, tj)
-		}
+		tj, oj := identicalJSON(t, i, theirs, ours)
 
 		// Theirs → ours, through a frame as the agent sends it.
 		m := ourAccept(t, frameTheirs(t, message.OutputStreamMessage, message.HandshakeRequestPayloadType, tj))
@@ -679,14 +688,7 @@ func TestCrossHandshakeResponse(t *testing.T) {
 			theirs.Errors, ours.Errors = []string{e}, []string{e}
 		}
 
-		tj, err := message.SerializeClientMessagePayload(DiscardLog(), theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		oj := mustJSON(t, ours)
-		if !bytes.Equal(tj, oj) {
-			t.Fatalf("#%d: JSON differs:\nours   %s\ntheirs %s", i, oj, tj)
-		}
+		tj, oj := identicalJSON(t, i, theirs, ours)
 
 		// Theirs → ours, as the plugin sends it (input_stream_data PT 6).
 		m := ourAccept(t, frameTheirs(t, message.InputStreamMessage, message.HandshakeResponsePayloadType, tj))
@@ -735,14 +737,7 @@ func TestCrossHandshakeComplete(t *testing.T) {
 		msg := []string{"", "This session is encrypted using AWS KMS.", randText(r, 12)}[r.Intn(3)]
 		theirs := message.HandshakeCompletePayload{HandshakeTimeToComplete: d, CustomerMessage: msg}
 		ours := protocol.HandshakeComplete{HandshakeTimeToComplete: d, CustomerMessage: msg}
-		tj, err := message.SerializeClientMessagePayload(DiscardLog(), theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		oj := mustJSON(t, ours)
-		if !bytes.Equal(tj, oj) {
-			t.Fatalf("#%d: JSON differs:\nours   %s\ntheirs %s", i, oj, tj)
-		}
+		tj, oj := identicalJSON(t, i, theirs, ours)
 		m := ourAccept(t, frameTheirs(t, message.OutputStreamMessage, message.HandshakeCompletePayloadType, tj))
 		got, err := protocol.ParseHandshakeComplete(m.Payload)
 		if err != nil || got != ours {
@@ -779,14 +774,7 @@ func TestCrossChannelClosed(t *testing.T) {
 			SessionID: theirs.SessionId, MessageType: theirs.MessageType, SchemaVersion: theirs.SchemaVersion,
 			Output: theirs.Output,
 		}
-		tj, err := message.SerializeClientMessagePayload(DiscardLog(), theirs)
-		if err != nil {
-			t.Fatal(err)
-		}
-		oj := mustJSON(t, ours)
-		if !bytes.Equal(tj, oj) {
-			t.Fatalf("#%d: JSON differs:\nours   %s\ntheirs %s", i, oj, tj)
-		}
+		tj, oj := identicalJSON(t, i, theirs, ours)
 		m := ourAccept(t, frameTheirs(t, message.ChannelClosedMessage, 0, tj))
 		got, err := protocol.ParseChannelClosed(m.Payload)
 		if err != nil || got != ours {
