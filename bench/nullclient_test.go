@@ -17,9 +17,25 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
-// nullStart starts a null-client session on emu.
-func nullStart(ctx context.Context, emu *ssmtest.Server) (*nullclient.Session, error) {
-	return nullclient.Start(ctx, ssmtest.APIClient(emu.Endpoint()), "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
+// nullSession starts an emulator with opts and a null-client session on
+// it. end closes both, so that nothing idles on through later measurements.
+func nullSession(b *testing.B, opts ssmtest.Options) (s *nullclient.Session, end func()) {
+	b.Helper()
+	emu, err := ssmtest.Start(opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	s, err = nullclient.Start(ctx, ssmtest.APIClient(emu.Endpoint()), "i-0123456789abcdef0", map[string][]string{"portNumber": {"22"}})
+	if err != nil {
+		emu.Close()
+		b.Fatal(err)
+	}
+	return s, func() {
+		s.Close()
+		emu.Close()
+	}
 }
 
 // nullDownload measures the emulator's download rate (bytes/s) to the null
@@ -37,18 +53,8 @@ func nullDownload(b *testing.B, opts ssmtest.Options, size int64) float64 {
 		}
 		io.Copy(io.Discard, c) // until the session ends
 	})
-	emu, err := ssmtest.Start(opts)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emu.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s, err := nullStart(ctx, emu)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, end := nullSession(b, opts)
+	defer end()
 	first, last, err := s.Receive(size)
 	if err != nil {
 		b.Fatalf("null client download: %v", err)
@@ -73,18 +79,8 @@ func nullUpload(b *testing.B, size int64) float64 {
 		}
 		got <- time.Now()
 	})
-	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: sink})
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer emu.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s, err := nullStart(ctx, emu)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer s.Close()
+	s, end := nullSession(b, ssmtest.Options{TargetAddr: sink})
+	defer end()
 	if _, _, err := s.Receive(-1); err != nil {
 		b.Fatalf("null client handshake: %v", err)
 	}
@@ -100,9 +96,9 @@ func nullUpload(b *testing.B, size int64) float64 {
 		}
 	}
 	select {
-	case end := <-got:
-		return float64(size) / end.Sub(start).Seconds()
-	case <-ctx.Done():
+	case done := <-got:
+		return float64(size) / done.Sub(start).Seconds()
+	case <-time.After(10 * time.Minute):
 		b.Fatal("null client upload did not finish")
 	}
 	return 0
