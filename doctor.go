@@ -17,13 +17,10 @@ import (
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/target"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
-
-// minSSHAgentVersion is the oldest agent with the Port session plugin that
-// AWS-StartSSHSession needs (§9.3).
-const minSSHAgentVersion = "2.3.672.0"
 
 // Doctor timing.
 const (
@@ -91,7 +88,7 @@ func (d *doctorRun) pass(check, format string, args ...any) {
 
 // fail prints a ✗ line with hints and returns false.
 func (d *doctorRun) fail(check, msg string, hints ...string) bool {
-	fmt.Fprintf(d.stdout, "✗ %s: %s\n", check, oneLine(msg))
+	fmt.Fprintf(d.stdout, "✗ %s: %s\n", check, textutil.OneLine(msg))
 	for _, h := range hints {
 		fmt.Fprintf(d.stdout, "    hint: %s\n", h)
 	}
@@ -205,11 +202,11 @@ func (d *doctorRun) checkAgent(context.Context) bool {
 	case strings.HasPrefix(d.inst.ID, "ecs:"):
 		return true
 	case v == "":
-		d.pass(check, "not reported (SSH needs %s or later)", minSSHAgentVersion)
-	case protocol.CompareAgentVersions(v, minSSHAgentVersion) < 0:
-		return d.fail(check, fmt.Sprintf("%s is too old for SSH sessions (needs %s or later)", v, minSSHAgentVersion), hintAgentUpdate)
+		d.pass(check, "not reported (SSH needs %s or later)", protocol.AgentVersionPort)
+	case protocol.CompareAgentVersions(v, protocol.AgentVersionPort) < 0:
+		return d.fail(check, fmt.Sprintf("%s is too old for SSH sessions (needs %s or later)", v, protocol.AgentVersionPort), hintAgentUpdate)
 	default:
-		d.pass(check, "%s (SSH needs %s or later)", v, minSSHAgentVersion)
+		d.pass(check, "%s (SSH needs %s or later)", v, protocol.AgentVersionPort)
 	}
 	return true
 }
@@ -236,7 +233,7 @@ func (d *doctorRun) checkSession(ctx context.Context) bool {
 		Logger:           d.log,
 		Dialer:           dialer,
 		OnEvent: func(ev proxy.Event) {
-			if ev.Kind == "handshake_complete" {
+			if ev.Kind == proxy.EventHandshakeComplete {
 				once.Do(func() { close(handshake) })
 			}
 		},

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
@@ -15,6 +13,8 @@ import (
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/target"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
+	"github.com/ssm-proxy/ssm-proxy/protocol"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
@@ -24,7 +24,7 @@ const (
 	hintEndpoints       = "in a private subnet it needs VPC interface endpoints for ssm, ssmmessages and ec2messages with private DNS, whose security group allows HTTPS (443) from the instance, or HTTPS egress to the internet"
 	hintStartSession    = "your identity needs ssm:StartSession on the instance and on the document (arn:aws:ssm:REGION::document/AWS-StartSSHSession), and ssm:ResumeSession/ssm:TerminateSession on its own sessions (examples/iam/user-policy.json)"
 	hintDescribe        = "finding instances by name needs ssm:DescribeInstanceInformation; or connect by instance id"
-	hintAgentUpdate     = "update the SSM agent (Run Command document AWS-UpdateSSMAgent, or the package manager): SSH sessions need agent 2.3.672.0 or later"
+	hintAgentUpdate     = "update the SSM agent (Run Command document AWS-UpdateSSMAgent, or the package manager): SSH sessions need agent " + protocol.AgentVersionPort + " or later"
 	hintServerAlive     = "add `ServerAliveInterval 60` to the Host block in ~/.ssh/config to keep idle sessions open"
 )
 
@@ -46,7 +46,7 @@ func errorText(err error) string {
 			short := fmt.Sprintf("%s %s: %s: %s", oe.Service(), oe.Operation(), ae.ErrorCode(), ae.ErrorMessage())
 			text = strings.Replace(text, oe.Error(), short, 1)
 		}
-		return oneLine(text)
+		return textutil.OneLine(text)
 	}
 	cause := ce.Err
 	switch {
@@ -63,9 +63,9 @@ func errorText(err error) string {
 	}
 	var pce *proxy.CredentialsError
 	if errors.As(err, &pce) {
-		return oneLine("the connection to Session Manager was lost, and the AWS credentials needed to restore the connection could not be refreshed: " + cause.Error())
+		return textutil.OneLine("the connection to Session Manager was lost, and the AWS credentials needed to restore the connection could not be refreshed: " + cause.Error())
 	}
-	return oneLine("cannot get AWS credentials: " + cause.Error())
+	return textutil.OneLine("cannot get AWS credentials: " + cause.Error())
 }
 
 // hints suggests what to do about err.
@@ -257,39 +257,19 @@ func usedHint(u *used) string {
 	return h
 }
 
-// notConnectedError adds what Systems Manager knows about an instance id
-// to a TargetNotConnected error.
-type notConnectedError struct {
-	err  error
-	inst *target.Instance // nil: not registered
-}
-
-func (e *notConnectedError) Error() string { return e.err.Error() }
-func (e *notConnectedError) Unwrap() error { return e.err }
-
-func (e *notConnectedError) hint(region string) string {
-	if e.inst == nil {
-		return fmt.Sprintf("Systems Manager does not know this instance in %s: its agent has never registered in this account and region", region)
+// remoteHints explains the agent's channel_closed texts (§10).
+func remoteHints(re *proxy.RemoteError) []string {
+	switch out := re.Output; {
+	case strings.HasPrefix(out, protocol.DialFailedPrefix):
+		return []string{"nothing is listening on that port on the instance: check that sshd is running, and the port in ~/.ssh/config"}
+	case strings.Contains(out, protocol.PortPluginUnsupportedOutput):
+		return []string{"the instance's SSM agent is too old for SSH sessions; " + hintAgentUpdate}
+	case strings.Contains(out, protocol.HandshakeTimedOut):
+		return []string{"the agent gave up waiting for the handshake; check network latency to ssmmessages and retry"}
+	case strings.HasPrefix(out, protocol.ForbiddenAddressPrefix):
+		return []string{"the agent refuses to forward to that address (instance metadata, VPC DNS and reserved addresses are forbidden)"}
+	case strings.Contains(out, protocol.IdleTimeoutOutput):
+		return []string{hintServerAlive}
 	}
-	return fmt.Sprintf("Systems Manager reports PingStatus %s, %s", e.inst.PingStatus, target.LastPing(e.inst.LastPing, time.Now()))
-}
-
-// explainNotConnected looks up an id that StartSession called not
-// connected. The lookup is best effort: without
-// ssm:DescribeInstanceInformation err is returned as it is.
-func explainNotConnected(ctx context.Context, api target.API, id string, err error) error {
-	var ae smithy.APIError
-	if !errors.As(err, &ae) || ae.ErrorCode() != "TargetNotConnected" || !target.IsID(id) {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	found, lerr := target.Lookup(ctx, api, target.Query{ID: id})
-	switch {
-	case lerr != nil:
-		return err
-	case len(found) == 0:
-		return &notConnectedError{err: err}
-	}
-	return &notConnectedError{err: err, inst: &found[0]}
+	return nil
 }

@@ -18,18 +18,10 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
-	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
-	"github.com/ssm-proxy/ssm-proxy/internal/target"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
@@ -139,6 +131,8 @@ type options struct {
 	stripPrefix, stripSuffix          string
 	resumeTimeout, ping, deadPeer     time.Duration
 	verbose, version                  bool
+	pushKey                           pushKeyFlag // --push-key[=PATH|ephemeral] (pushkey.go)
+	osUser                            string      // --os-user
 }
 
 // flags registers the flags every command shares.
@@ -185,42 +179,7 @@ func (c *cli) run(ctx context.Context, args []string) int {
 			return c.sshConfig(ctx, args[1:])
 		}
 	}
-	var o options
-	fs := c.newFlagSet("ssm-proxy")
-	o.flags(fs)
-	fs.StringVar(&o.document, "document", "AWS-StartSSHSession", "")
-	fs.StringVar(&o.reason, "reason", "", "")
-	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
-	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
-	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 2*time.Minute, "")
-	fs.DurationVar(&o.ping, "ping-interval", 15*time.Second, "")
-	fs.DurationVar(&o.deadPeer, "dead-peer-timeout", 40*time.Second, "")
-	fs.BoolVar(&o.version, "version", false, "")
-	if code, ok := parseFlags(fs, args); !ok {
-		return code
-	}
-	if o.version {
-		fmt.Fprintln(c.stdout, "ssm-proxy", version())
-		return exitOK
-	}
-	name, port, err := parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
-	if err != nil {
-		return c.usageError(err)
-	}
-	log := newLogger(c.stderr, o.verbose)
-
-	ctx, sig := withSignals(ctx)
-	used := &used{target: name}
-	err = c.connect(ctx, o, used, port, log)
-	if n := sig(); n != 0 {
-		return exitSignalsBase + n
-	}
-	if err == nil {
-		return exitOK
-	}
-	code := exitCode(err)
-	reportError(c.stderr, err, o, used, code == exitError)
-	return code
+	return c.proxyCommand(ctx, args)
 }
 
 func newLogger(w io.Writer, verbose bool) *slog.Logger {
@@ -230,100 +189,6 @@ func newLogger(w io.Writer, verbose bool) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 }
-
-// parseArgs validates TARGET and PORT (ssh's %h %p) and strips prefix and
-// suffix from TARGET.
-func parseArgs(args []string, prefix, suffix string) (target, port string, err error) {
-	if len(args) != 2 {
-		return "", "", fmt.Errorf("want TARGET and PORT, got %d argument(s)", len(args))
-	}
-	target, port = strings.TrimSuffix(strings.TrimPrefix(args[0], prefix), suffix), args[1]
-	if err := checkTarget(target); err != nil {
-		return "", "", err
-	}
-	if err := checkPort(port); err != nil {
-		return "", "", err
-	}
-	return target, port, nil
-}
-
-func checkTarget(s string) error {
-	if s == "" {
-		return errors.New("empty TARGET")
-	}
-	_, err := target.Parse(s)
-	return err
-}
-
-func checkPort(s string) error {
-	if n, err := strconv.ParseUint(s, 10, 16); err != nil || n == 0 {
-		return fmt.Errorf("invalid PORT %q: want a number from 1 to 65535", s)
-	}
-	return nil
-}
-
-// used records what a command worked with, for the hints of its errors.
-type used struct {
-	target string      // TARGET as given
-	id     string      // the target id it resolved to
-	aws    awscfg.Info // profile, region, credentials
-}
-
-// loadAWS resolves the AWS configuration for o.
-func (c *cli) loadAWS(ctx context.Context, o options, u *used, log *slog.Logger) (aws.Config, error) {
-	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log})
-	u.aws = info
-	return cfg, err
-}
-
-// connect resolves AWS configuration and the target, starts the session
-// and runs it.
-func (c *cli) connect(ctx context.Context, o options, u *used, port string, log *slog.Logger) error {
-	cfg, err := c.loadAWS(ctx, o, u, log)
-	if err != nil {
-		return err
-	}
-	if cfg.Region == "" {
-		return errNoRegion
-	}
-	api := ssm.NewFromConfig(cfg)
-	if u.id, err = target.Resolve(ctx, api, u.target); err != nil {
-		return err
-	}
-	dialer, err := awscfg.Dialer(cfg)
-	if err != nil {
-		return err
-	}
-	var refresh func()
-	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
-		refresh = cc.Invalidate
-	}
-	sess, err := proxy.Start(ctx, api, cfg.Credentials, cfg.Region, proxy.StartInput{
-		Target:     u.id,
-		Document:   o.document,
-		Reason:     o.reason,
-		Parameters: map[string][]string{"portNumber": {port}},
-	}, proxy.Options{
-		ResumeBudget:       o.resumeTimeout,
-		PingInterval:       o.ping,
-		DeadPeerTimeout:    o.deadPeer,
-		RefreshCredentials: refresh,
-		Logger:             log,
-		Dialer:             dialer,
-	})
-	if err != nil {
-		return explainNotConnected(ctx, api, u.id, err)
-	}
-	log.Debug("connecting", "session", sess.ID(), "target", u.id, "region", cfg.Region)
-	in, out, restore := pollableStdio(c.stdin, c.stdout)
-	defer restore()
-	if in != c.stdin {
-		log.Debug("stdin and stdout are in the poller", "GOMAXPROCS", runtime.GOMAXPROCS(0))
-	}
-	return sess.Run(ctx, in, out)
-}
-
-var errNoRegion = errors.New("no AWS region configured")
 
 // withSignals cancels ctx on SIGINT, SIGTERM or SIGHUP (ssh sends SIGHUP to
 // its ProxyCommand when it exits) and reports which signal arrived.
@@ -388,5 +253,3 @@ func reportError(w io.Writer, err error, o options, u *used, context bool) {
 		fmt.Fprintf(w, "ssm-proxy: hint: %s\n", h)
 	}
 }
-
-func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }

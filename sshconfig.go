@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/kevinburke/ssh_config"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/fsutil"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
 // sshConfig runs `ssm-proxy ssh-config [--install] [--file PATH] [flags]`:
@@ -53,7 +56,7 @@ func (c *cli) sshConfig(_ context.Context, args []string) int {
 	}
 	msg, err := installSSHConfig(file, blocks, time.Now())
 	if err != nil {
-		fmt.Fprintf(c.stderr, "ssm-proxy: error: %s\n", oneLine(err.Error()))
+		fmt.Fprintf(c.stderr, "ssm-proxy: error: %s\n", textutil.OneLine(err.Error()))
 		var ce *conflictError
 		if errors.As(err, &ce) {
 			for _, h := range ce.hints {
@@ -234,11 +237,11 @@ func installSSHConfig(file string, blocks []sshBlock, now time.Time) (string, er
 	backup := ""
 	if old != nil {
 		backup = fmt.Sprintf("%s.ssm-proxy-%s.bak", file, now.Format("20060102-150405"))
-		if err := writeFileAtomic(backup, old, perm); err != nil {
+		if err := fsutil.WriteFileAtomic(backup, old, perm); err != nil {
 			return "", fmt.Errorf("back up %s: %w", file, err)
 		}
 	}
-	if err := writeFileAtomic(file, b.Bytes(), perm); err != nil {
+	if err := fsutil.WriteFileAtomic(file, b.Bytes(), perm); err != nil {
 		return "", err
 	}
 	var pats []string
@@ -273,34 +276,6 @@ func firstProxyCommand(cfg *ssh_config.Config, host string) (value, where string
 		}
 	}
 	return "", ""
-}
-
-// writeFileAtomic replaces path with data: a synced temporary file in the
-// same directory, renamed over it.
-func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err = f.Write(data); err != nil {
-		return err
-	}
-	if err = f.Chmod(perm); err != nil {
-		return err
-	}
-	if err = f.Sync(); err != nil {
-		return err
-	}
-	if err = f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }
 
 func uniq(ss []string) []string {

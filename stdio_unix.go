@@ -5,7 +5,6 @@ package main
 import (
 	"io"
 	"os"
-	"runtime"
 	"syscall"
 	"time"
 )
@@ -15,10 +14,8 @@ import (
 // mode, so every read(2) and write(2) on them would hold an OS thread and,
 // while it blocks, a scheduler P. Switched to non-blocking and reopened, the
 // two files are waited on with epoll/kqueue like the websocket, no thread
-// ever sits in a system call, and the session runs on a single P. Measured
-// through ssh on the emulator (BENCHMARKS.md) against two Ps handing every
-// message between threads: 10 % (upload) to 22 % (download) less CPU per
-// byte, no less throughput, the same keystroke round trip.
+// ever sits in a system call; the caller can then run the session on a
+// single P (see connect).
 //
 // Only descriptors 0 and 1 are changed, and only when both are pipes or
 // sockets: never a terminal or a file, whose open file description a shell
@@ -36,9 +33,6 @@ func pollableStdio(in io.Reader, out io.Writer) (io.Reader, io.Writer, func()) {
 		restoreIn()
 		restoreOut()
 		return in, out, func() {}
-	}
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
 	}
 	return pin, pout, func() {
 		restoreIn()

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -136,7 +137,7 @@ func TestPollableStdioLeavesOtherStreams(t *testing.T) {
 
 // TestPollableStdio runs a child (this test binary) with blocking pipes as
 // its stdin and stdout, as ssh runs its ProxyCommand. The child's
-// pollableStdio must put both in the poller, drop to one P unless
+// sessionStdio must put both in the poller, drop to one P unless
 // GOMAXPROCS is set, carry the bytes, and leave the pipes blocking again:
 // the parent holds the same open file descriptions and checks their mode.
 func TestPollableStdio(t *testing.T) {
@@ -195,7 +196,7 @@ func TestStdioChild(t *testing.T) {
 	if os.Getenv("SSM_PROXY_STDIO_CHILD") == "" {
 		t.Skip("run by TestPollableStdio")
 	}
-	in, out, restore := pollableStdio(os.Stdin, os.Stdout)
+	in, out, restore := sessionStdio(os.Stdin, os.Stdout, slog.New(slog.DiscardHandler))
 	fin, fout := in.(*os.File), out.(*os.File)
 	fmt.Fprintf(out, "poller=%v gomaxprocs=%d\n", inPoller(fin) && inPoller(fout) && fin != os.Stdin && fout != os.Stdout, runtime.GOMAXPROCS(0))
 	if _, err := io.Copy(out, in); err != nil {

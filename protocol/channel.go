@@ -40,18 +40,6 @@ type ChannelClosedPayload struct {
 	Output        string `json:"Output"`
 }
 
-// ErrorTitle prefixes agent failures reported through MarkAsFailed (§8.5,
-// §10); dial failures arrive without it.
-const ErrorTitle = "\n----------ERROR-------\n"
-
-// IdleTimeoutOutput is the channel_closed Output of the service's idle
-// timeout (§8.3).
-const IdleTimeoutOutput = "Your session timed out due to inactivity and has been terminated."
-
-// HandshakeTimeoutOutput is the agent's failure text when the client does not
-// answer the HandshakeRequest in time (§6.2).
-const HandshakeTimeoutOutput = "Encountered error while initiating handshake. Handshake timed out. Please ensure that you have the latest version of the session manager plugin."
-
 // ParseChannelClosed decodes a channel_closed payload.
 func ParseChannelClosed(p []byte) (ChannelClosedPayload, error) {
 	var c ChannelClosedPayload

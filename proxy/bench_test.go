@@ -338,12 +338,12 @@ func benchResume(b *testing.B, opts ssmtest.Options) {
 		select {
 		case ev := <-events:
 			switch ev.Kind {
-			case "link_lost":
+			case proxy.EventLinkLost:
 				lost, tResumed, tData = ev.Time, time.Time{}, time.Time{}
 				mark = env.emu.Stats().BytesDown
-			case "resumed":
+			case proxy.EventResumed:
 				tResumed = ev.Time
-			case "first_data_after_resume":
+			case proxy.EventFirstDataAfterResume:
 				tData = ev.Time
 			}
 		case now := <-poll.C:

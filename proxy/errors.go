@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -22,7 +23,7 @@ type RemoteError struct {
 }
 
 func (e *RemoteError) Error() string {
-	return "session closed by the remote side: " + oneLine(e.Output)
+	return "session closed by the remote side: " + textutil.OneLine(e.Output)
 }
 
 // newRemoteError strips the agent's error title (§8.5) from output.
@@ -48,10 +49,6 @@ func (e *ResumeError) Unwrap() error { return e.Err }
 type HandshakeError struct{ Reason string }
 
 func (e *HandshakeError) Error() string { return "handshake: " + e.Reason }
-
-func oneLine(s string) string {
-	return strings.Join(strings.Fields(s), " ")
-}
 
 // CredentialsError reports credentials that could not be resolved again for
 // a resume. The established session did not need them; the resume does.

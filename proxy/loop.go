@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 	"github.com/gorilla/websocket"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -92,7 +93,7 @@ func newLoop(s *Session, stdout io.Writer) *loop {
 	}
 }
 
-func (lp *loop) emit(kind string, err error) {
+func (lp *loop) emit(kind EventKind, err error) {
 	if lp.s.opts.OnEvent != nil {
 		lp.s.opts.OnEvent(Event{Kind: kind, Time: time.Now(), Err: err})
 	}
@@ -325,7 +326,7 @@ func (lp *loop) process(ctx context.Context, m *protocol.Message) error {
 		}
 		if lp.awaitingData {
 			lp.awaitingData = false
-			lp.emit("first_data_after_resume", nil)
+			lp.emit(EventFirstDataAfterResume, nil)
 		}
 		return lp.deliver(ctx, m.Payload)
 	case protocol.PayloadHandshakeRequest:
@@ -337,7 +338,7 @@ func (lp *loop) process(ctx context.Context, m *protocol.Message) error {
 		}
 		lp.established = true
 		lp.s.log.Debug("handshake complete", "took", c.HandshakeTimeToComplete)
-		lp.emit("handshake_complete", nil)
+		lp.emit(EventHandshakeComplete, nil)
 	case protocol.PayloadFlag:
 		f, err := protocol.ParseFlag(m.Payload)
 		if err == nil && f == protocol.FlagConnectToPortError {
@@ -455,11 +456,11 @@ func (lp *loop) channelClosed(m *protocol.Message) error {
 		return fmt.Errorf("channel closed: %w", err)
 	}
 	out := c.Output
-	lp.s.log.Debug("channel closed", "output", oneLine(out))
+	lp.s.log.Debug("channel closed", "output", textutil.OneLine(out))
 	switch {
-	case oneLine(out) == "":
+	case textutil.OneLine(out) == "":
 		return nil
-	case oneLine(out) == protocol.IdleTimeoutOutput:
+	case textutil.OneLine(out) == protocol.IdleTimeoutOutput:
 		return ErrIdleTimeout
 	}
 	return newRemoteError(out)
@@ -518,7 +519,7 @@ func (lp *loop) lost(ctx context.Context, cause error, drain bool) {
 		return
 	}
 	lp.lostAt = time.Now()
-	lp.emit("link_lost", cause)
+	lp.emit(EventLinkLost, cause)
 	lp.startResume(ctx, false)
 }
 
@@ -532,10 +533,10 @@ func (lp *loop) attach(ctx context.Context, l *link) {
 	go l.read(ctx, lp.events, lp.s.log)
 	if !lp.lostAt.IsZero() {
 		lp.s.log.Debug("resumed", "after", time.Since(lp.lostAt).Round(time.Millisecond))
-		lp.emit("resumed", nil)
+		lp.emit(EventResumed, nil)
 		lp.awaitingData = true
 	} else {
-		lp.emit("connected", nil)
+		lp.emit(EventConnected, nil)
 	}
 	for i := 0; i < recentAcks && lp.link != nil; i++ {
 		if f := lp.acks[(lp.ackNext+i)%recentAcks]; f != nil {

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"sync"
 	"time"
 
@@ -51,7 +52,8 @@ type Options struct {
 	RefreshCredentials func()
 	// Logger receives diagnostics; nil discards them.
 	Logger *slog.Logger
-	// Dialer opens websockets; nil means a default with proxy support.
+	// Dialer opens websockets; nil means one that honours HTTPS_PROXY.
+	// Zero timeouts and buffer sizes are given the session's defaults.
 	Dialer *websocket.Dialer
 	// OnEvent, if set, is called from the session's goroutine on state
 	// changes (for measurement); it must not block.
@@ -60,9 +62,43 @@ type Options struct {
 
 // Event is a session state change reported to Options.OnEvent.
 type Event struct {
-	Kind string // "connected", "link_lost", "resumed", "handshake_complete", "first_data_after_resume"
+	Kind EventKind
 	Time time.Time
-	Err  error
+	Err  error // EventLinkLost: why
+}
+
+// EventKind names a session state change.
+type EventKind int
+
+// The kinds of Event, in the order a session meets them.
+const (
+	// EventConnected: the first websocket is open.
+	EventConnected EventKind = iota + 1
+	// EventHandshakeComplete: the agent's HandshakeComplete arrived; data
+	// flows from now on.
+	EventHandshakeComplete
+	// EventLinkLost: the websocket was lost; a resume starts.
+	EventLinkLost
+	// EventResumed: a new websocket is open after a loss.
+	EventResumed
+	// EventFirstDataAfterResume: the first agent data after a resume was
+	// delivered.
+	EventFirstDataAfterResume
+)
+
+var eventNames = [...]string{
+	EventConnected:            "connected",
+	EventHandshakeComplete:    "handshake_complete",
+	EventLinkLost:             "link_lost",
+	EventResumed:              "resumed",
+	EventFirstDataAfterResume: "first_data_after_resume",
+}
+
+func (k EventKind) String() string {
+	if k > 0 && int(k) < len(eventNames) {
+		return eventNames[k]
+	}
+	return fmt.Sprintf("event(%d)", int(k))
 }
 
 func (o *Options) setDefaults() {
@@ -90,13 +126,22 @@ func (o *Options) setDefaults() {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
-	if o.Dialer == nil {
-		d := *websocket.DefaultDialer
-		d.HandshakeTimeout = 45 * time.Second // §2, as the official client
-		d.ReadBufferSize = 64 << 10
-		d.WriteBufferSize = 64 << 10
-		o.Dialer = &d
+	// The dialer's network settings (proxy, TLS, endpoint) are the
+	// caller's; its timing and buffers are set here, for every caller.
+	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment}
+	if o.Dialer != nil {
+		d = *o.Dialer
 	}
+	if d.HandshakeTimeout <= 0 {
+		d.HandshakeTimeout = 45 * time.Second // §2, as the official client
+	}
+	if d.ReadBufferSize <= 0 {
+		d.ReadBufferSize = 64 << 10
+	}
+	if d.WriteBufferSize <= 0 {
+		d.WriteBufferSize = 64 << 10
+	}
+	o.Dialer = &d
 }
 
 // StartInput names what to connect to.

@@ -1,8 +1,11 @@
 package proxy
 
 import (
+	"net"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 func TestWindowRemove(t *testing.T) {
@@ -49,5 +52,33 @@ func TestRTO(t *testing.T) {
 	}
 	if got := e.rto(); got != maxRTO {
 		t.Fatalf("rto after slow samples = %s, want cap %s", got, maxRTO)
+	}
+}
+
+// TestOptionDefaults: a caller's dialer keeps its network settings and gets
+// the session's timing and buffers where it leaves them zero.
+func TestOptionDefaults(t *testing.T) {
+	var o Options
+	o.setDefaults()
+	if o.Dialer == nil || o.Dialer.Proxy == nil {
+		t.Fatal("default dialer does not honour the proxy environment")
+	}
+	mine := &websocket.Dialer{HandshakeTimeout: time.Second, NetDialContext: (&net.Dialer{}).DialContext}
+	o = Options{Dialer: mine}
+	o.setDefaults()
+	d := o.Dialer
+	if d == mine {
+		t.Fatal("setDefaults changed the caller's dialer in place")
+	}
+	if d.HandshakeTimeout != time.Second || d.NetDialContext == nil {
+		t.Errorf("caller's settings lost: %+v", d)
+	}
+	if d.ReadBufferSize != 64<<10 || d.WriteBufferSize != 64<<10 || mine.ReadBufferSize != 0 {
+		t.Errorf("buffers: got %d/%d (caller's %d), want 64 KiB each", d.ReadBufferSize, d.WriteBufferSize, mine.ReadBufferSize)
+	}
+	o = Options{Dialer: &websocket.Dialer{}}
+	o.setDefaults()
+	if o.Dialer.HandshakeTimeout != 45*time.Second {
+		t.Errorf("handshake timeout %v, want 45s", o.Dialer.HandshakeTimeout)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/fsutil"
 )
 
 // minValidity is how long cached credentials must still be valid to be
@@ -111,7 +113,7 @@ func (d *diskCache) load() (aws.Credentials, bool) {
 }
 
 // store writes c atomically with mode 0600 in a 0700 directory.
-func (d *diskCache) store(c aws.Credentials) (err error) {
+func (d *diskCache) store(c aws.Credentials) error {
 	dir := filepath.Dir(d.path)
 	if err := os.Chmod(dir, 0o700); err != nil {
 		return err
@@ -120,23 +122,7 @@ func (d *diskCache) store(c aws.Credentials) (err error) {
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(dir, ".creds-*") // mode 0600
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			os.Remove(f.Name())
-		}
-	}()
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), d.path)
+	return fsutil.WriteFileAtomic(d.path, b, 0o600)
 }
 
 // private reports a regular file that neither group nor others can access.

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -31,12 +30,8 @@ const EndpointEnvSSMMessages = "AWS_ENDPOINT_URL_SSMMESSAGES"
 // signature stay those of the StreamUrl the service returned — the
 // interface endpoint's certificate covers the regional service name.
 func Dialer(cfg aws.Config) (*websocket.Dialer, error) {
-	d := &websocket.Dialer{
-		Proxy:            http.ProxyFromEnvironment,
-		HandshakeTimeout: 45 * time.Second,
-		ReadBufferSize:   64 << 10,
-		WriteBufferSize:  64 << 10,
-	}
+	// Timeouts and buffer sizes are left to the session (proxy.Options).
+	d := &websocket.Dialer{Proxy: http.ProxyFromEnvironment}
 	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
 		tr := bc.GetTransport()
 		d.Proxy = tr.Proxy

@@ -36,14 +36,6 @@ const (
 // agentVersionMuxServer is the first agent with smux (§9.3).
 const agentVersionMuxServer = "3.0.222.0"
 
-// handshakeFailedPrefix starts every handshake failure the agent reports
-// (§6.2, §10).
-const handshakeFailedPrefix = "Encountered error while initiating handshake. "
-
-// dialFailedPrefix starts the port plugin's dial failure; it reaches the
-// client without the error title (Corrections 5).
-const dialFailedPrefix = "Unable to connect to specified port: "
-
 type handshakePhase int
 
 const (
@@ -190,7 +182,7 @@ func (ss *session) startHandshakeLocked() {
 	}
 	if protocol.CompareAgentVersions(ss.agentVersion, protocol.AgentVersionPort) < 0 {
 		a.phase = phaseFailed
-		ss.finishLocked(EndUnsupported, oldAgentText)
+		ss.finishLocked(EndUnsupported, protocol.PortPluginUnsupportedOutput)
 		return
 	}
 	params := mustJSON(protocol.SessionTypeParams{SessionType: protocol.SessionTypePort, Properties: ss.properties})
@@ -282,7 +274,7 @@ func (ss *session) processLocked(m protocol.Message) bool {
 			if err != nil {
 				ss.srv.logf("ssmtest: session %s: %v", ss.id, err)
 				a.phase = phaseFailed
-				ss.finishLocked(EndHandshakeFailed, protocol.ErrorTitle+handshakeFailedPrefix+err.Error())
+				ss.finishLocked(EndHandshakeFailed, protocol.ErrorTitle+protocol.HandshakeFailedPrefix+err.Error())
 				return true
 			}
 			a.response = &resp
@@ -352,7 +344,7 @@ func (ss *session) afterProcessLocked() {
 	for _, act := range resp.ProcessedClientActions {
 		if act.ActionStatus != protocol.ActionSuccess {
 			a.phase = phaseFailed
-			ss.finishLocked(EndHandshakeFailed, protocol.ErrorTitle+handshakeFailedPrefix+
+			ss.finishLocked(EndHandshakeFailed, protocol.ErrorTitle+protocol.HandshakeFailedPrefix+
 				fmt.Sprintf("%s failed on client with status %d error: %s", act.ActionType, act.ActionStatus, act.Error))
 			return
 		}
@@ -401,7 +393,7 @@ func (ss *session) dialDone(r dialResult) {
 		return
 	}
 	if r.err != nil {
-		ss.finishLocked(EndDialFailed, dialFailedPrefix+r.err.Error())
+		ss.finishLocked(EndDialFailed, protocol.DialFailedPrefix+r.err.Error())
 		return
 	}
 	ss.srv.logf("ssmtest: session %s: connected to %s", ss.id, ss.dialAddr)
@@ -425,7 +417,7 @@ func (ss *session) redialLocked() bool {
 		return false
 	}
 	if err != nil {
-		ss.finishLocked(EndDialFailed, dialFailedPrefix+err.Error())
+		ss.finishLocked(EndDialFailed, protocol.DialFailedPrefix+err.Error())
 		return false
 	}
 	a.target, a.redial = conn, false

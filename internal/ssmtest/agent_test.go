@@ -842,7 +842,7 @@ func TestOldAgent(t *testing.T) {
 	s := startServer(t, Options{TargetAddr: echoServer(t), AgentVersion: "2.3.612.0"})
 	ss := startSession(t, s)
 	c := dialRaw(t, ss, ss.firstToken)
-	if p := c.expectClosedFrame(5 * time.Second); p.Output != oldAgentText {
+	if p := c.expectClosedFrame(5 * time.Second); p.Output != protocol.PortPluginUnsupportedOutput {
 		t.Errorf("Output %q", p.Output)
 	}
 	checkEnded(t, s, EndUnsupported, 1)

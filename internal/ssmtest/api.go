@@ -55,6 +55,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.serveSTS(w, r)
 		return
 	}
+	if strings.HasPrefix(r.Header.Get("X-Amz-Target"), instanceConnectTargetPrefix) {
+		s.serveInstanceConnect(w, r)
+		return
+	}
 	requestID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", requestID)
 	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), apiTargetPrefix)

@@ -96,6 +96,9 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Latency delays every frame, each direction, by this much (order kept).
 	Latency time.Duration
+	// InstanceConnect selects the EC2 Instance Connect emulation (eic.go).
+	InstanceConnect InstanceConnectOptions
+
 	// Seed seeds the fault randomness (0 → 1).
 	Seed int64
 	// Logf, if set, receives debug lines.
@@ -200,6 +203,7 @@ func StartAddr(addr string, opts Options) (*Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/data-channel/", s.serveDataChannel)
+	mux.HandleFunc(InstanceConnectKeysPath, s.serveInstanceConnectKeys)
 	mux.HandleFunc("/", s.serveAPI)
 	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go s.http.Serve(ln)

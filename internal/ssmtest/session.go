@@ -41,10 +41,6 @@ const (
 	typeLocalPortForward  = "LocalPortForwarding"
 )
 
-// oldAgentText is what a session on an agent without the Port plugin ends
-// with (§10).
-const oldAgentText = "Plugin with name Port is not supported by this version of ssm agent, please update to latest version. Step name: Port"
-
 // session is one Session Manager session: created by StartSession, attached
 // to by data-channel websockets, ended by the agent side or TerminateSession.
 //
