@@ -178,6 +178,7 @@ func (lp *loop) flushPending() error {
 	for len(lp.pending) > 0 && lp.win.len() < lp.s.opts.Window && !lp.paused {
 		n := min(len(lp.pending), protocol.MaxStreamPayload)
 		lp.sendStream(protocol.PayloadOutput, lp.pending[:n])
+		lp.s.stats.BytesUp += int64(n)
 		lp.pending = lp.pending[n:]
 	}
 	return nil
@@ -328,6 +329,7 @@ func (lp *loop) process(ctx context.Context, m *protocol.Message) error {
 			lp.awaitingData = false
 			lp.emit(EventFirstDataAfterResume, nil)
 		}
+		lp.s.stats.BytesDown += int64(len(m.Payload))
 		return lp.deliver(ctx, m.Payload)
 	case protocol.PayloadHandshakeRequest:
 		return lp.handshake(m.Payload)
@@ -533,6 +535,7 @@ func (lp *loop) attach(ctx context.Context, l *link) {
 	go l.read(ctx, lp.events, lp.s.log)
 	if !lp.lostAt.IsZero() {
 		lp.s.log.Debug("resumed", "after", time.Since(lp.lostAt).Round(time.Millisecond))
+		lp.s.stats.Resumes++
 		lp.emit(EventResumed, nil)
 		lp.awaitingData = true
 	} else {

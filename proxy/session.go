@@ -168,7 +168,20 @@ type Session struct {
 
 	credsMu   sync.Mutex
 	lastCreds aws.Credentials // the last that signed an upgrade; never logged
+
+	stats Stats // written by Run's loop; read after Run returns
 }
+
+// Stats count what a session carried. They are complete once Run has
+// returned.
+type Stats struct {
+	BytesUp   int64 // stdin bytes sent to the agent
+	BytesDown int64 // agent bytes delivered to stdout
+	Resumes   int   // websockets re-established after a loss
+}
+
+// Stats returns the session's counters; call it after Run returns.
+func (s *Session) Stats() Stats { return s.stats }
 
 // rememberCreds keeps c for terminate: if credentials cannot be refreshed
 // later (an expired SSO login), the ones that opened the session may still

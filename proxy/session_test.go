@@ -172,6 +172,9 @@ func stEcho(t *testing.T, o ssmtest.Options, size int) ssmtest.Stats {
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), size)
 	}
 	st := stIdle(t, emu)
+	if ss := sess.Stats(); ss.BytesUp != int64(size) || ss.BytesDown != int64(size) || int64(ss.Resumes) != st.Reconnects {
+		t.Errorf("session stats %+v, want %d bytes each way and %d resumes", ss, size, st.Reconnects)
+	}
 	emu.Close()
 	stNoLeaks(t, before)
 	return st
