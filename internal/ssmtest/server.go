@@ -96,6 +96,8 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Latency delays every frame, each direction, by this much (order kept).
 	Latency time.Duration
+	// Forwarding selects the port-forwarding plugin's behaviour (mux.go).
+	Forwarding ForwardingOptions
 	// InstanceConnect selects the EC2 Instance Connect emulation (eic.go).
 	InstanceConnect InstanceConnectOptions
 
