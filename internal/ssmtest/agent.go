@@ -319,7 +319,7 @@ func (ss *session) processLocked(m protocol.Message) bool {
 		case protocol.FlagDisconnectToPort:
 			if ss.portType == "" {
 				// SSH: the closed destination is a read failure that ends
-				// the session (Corrections 4); the agent sets no text.
+				// the session (§7.2); the agent sets no text.
 				ss.finishLocked(EndDisconnectFlag, "")
 			} else {
 				a.target.Close()

@@ -574,7 +574,7 @@ func TestTerminateFlag(t *testing.T) {
 	checkEnded(t, s, EndTerminateFlag, 1)
 }
 
-// TestDisconnectFlag: DisconnectToPort ends an SSH session (Corrections 4).
+// TestDisconnectFlag: DisconnectToPort ends an SSH session (§7.2).
 func TestDisconnectFlag(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{TargetAddr: echoServer(t)})

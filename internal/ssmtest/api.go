@@ -1,6 +1,6 @@
 package ssmtest
 
-// The SSM API half of the emulator (protocol.md §1): AWS JSON 1.1 over
+// The SSM API half of the emulator (docs/protocol.md §1): AWS JSON 1.1 over
 // POST /, the operation named by X-Amz-Target, every call SigV4-signed for
 // service ssm. Errors are {"__type": code, "message": text} with status 400
 // (500 for InternalServerError); every response carries x-amzn-RequestId.

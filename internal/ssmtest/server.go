@@ -2,7 +2,7 @@
 // the SSM JSON 1.1 API (StartSession, ResumeSession, TerminateSession,
 // DescribeInstanceInformation), the message gateway's data channel and the
 // SSM agent's port plugin, all on one loopback port. It behaves as
-// shared/protocol.md describes the real service and agent, including the
+// docs/protocol.md describes the real service and agent, including the
 // unpleasant parts, each selectable in Options.
 //
 // Use it like net/http/httptest: Start, point the client at Endpoint(),

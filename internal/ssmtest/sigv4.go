@@ -1,6 +1,6 @@
 package ssmtest
 
-// SigV4 verification (protocol.md §1.1, §2), written from the public
+// SigV4 verification (docs/protocol.md §1.1, §2), written from the public
 // "Create a signed AWS API request" documentation and checked against
 // aws-sdk-go-v2's signer in sigv4_test.go.
 //
