@@ -145,6 +145,7 @@ func (c *cli) connect(ctx context.Context, o options, u *used, port string, log 
 		PingInterval:       o.ping,
 		DeadPeerTimeout:    o.deadPeer,
 		RefreshCredentials: refresh,
+		StreamHosts:        awscfg.StreamHosts(cfg, aws.ToString(api.Options().BaseEndpoint)),
 		Logger:             log,
 		Dialer:             dialer,
 	})

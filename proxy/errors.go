@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
@@ -39,6 +41,9 @@ type ResumeError struct {
 }
 
 func (e *ResumeError) Error() string {
+	if e.Err == nil {
+		return "connection to Session Manager lost and not restored within the resume budget"
+	}
 	return "connection to Session Manager lost and not restored: " + e.Err.Error()
 }
 
@@ -59,3 +64,19 @@ func (e *CredentialsError) Error() string {
 }
 
 func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// ProtocolError reports a peer that broke the protocol in a way a resume
+// cannot mend: a frame over the size limit, an undecodable handshake or
+// channel_closed. The session is ended and terminated.
+type ProtocolError struct{ Err error }
+
+func (e *ProtocolError) Error() string { return "protocol error: " + e.Err.Error() }
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// isProtocolViolation reports a link failure that is the peer's protocol
+// error rather than the network's: gorilla refuses a frame over the read
+// limit (maxFrame) with ErrReadLimit.
+func isProtocolViolation(err error) bool {
+	return errors.Is(err, websocket.ErrReadLimit)
+}

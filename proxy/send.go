@@ -109,9 +109,7 @@ func (lp *loop) receiveAck(m *protocol.Message) {
 		}
 		if !m.fast {
 			m.fast = true
-			m.sent = now
-			m.retries++
-			lp.write(m.frame)
+			lp.resend(m, now)
 		}
 	}
 }
@@ -132,9 +130,15 @@ func (lp *loop) retransmit(now time.Time) {
 			return
 		}
 		if now.Sub(m.sent) > min(rto<<min(m.retries, 4), maxRTO) {
-			m.sent = now
-			m.retries++
-			lp.write(m.frame)
+			lp.resend(m, now)
 		}
 	}
+}
+
+// resend sends m again.
+func (lp *loop) resend(m *outMsg, now time.Time) {
+	m.sent = now
+	m.retries++
+	lp.s.stats.Retransmits++
+	lp.write(m.frame)
 }
