@@ -98,7 +98,7 @@ func FuzzReceive(f *testing.F) {
 				t.Fatalf("session ended on op %d: done=%v err=%v", i/2, done, err)
 			}
 		}
-		if err := lp.out.finish(5*time.Second); err != nil {
+		if err := lp.out.finish(5 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 		var want bytes.Buffer
