@@ -22,6 +22,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -358,6 +359,41 @@ type muxServer struct {
 	// up and down follow the smux byte stream each way to count frames:
 	// up on the agent goroutine (processLocked), down on readTarget's.
 	up, down frameScanner
+
+	mu    sync.Mutex
+	conns map[net.Conn]struct{} // destination connections still open
+	dead  bool                  // the accept loop has ended: close new ones at once
+}
+
+// track records an open destination connection; false: the smux session
+// is gone and conn has been closed.
+func (m *muxServer) track(conn net.Conn) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.dead {
+		conn.Close()
+		return false
+	}
+	m.conns[conn] = struct{}{}
+	return true
+}
+
+func (m *muxServer) untrack(conn net.Conn) {
+	m.mu.Lock()
+	delete(m.conns, conn)
+	m.mu.Unlock()
+}
+
+// closeConns closes every destination connection once the smux session
+// is gone. The agent leaves that to its copy loops, which a destination
+// that stops reading would hold forever; the emulator must not hang.
+func (m *muxServer) closeConns() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.dead = true
+	for c := range m.conns {
+		c.Close()
+	}
 }
 
 // muxConfig is the agent's smux configuration for a client (§7.1).
@@ -396,7 +432,7 @@ func (ss *session) startMuxLocked() {
 		return
 	}
 	a.fwd.muxSessions.Add(1)
-	a.mux = &muxServer{sess: sess}
+	a.mux = &muxServer{sess: sess, conns: make(map[net.Conn]struct{})}
 	a.target = agentEnd
 	ss.srv.logf("ssmtest: session %s: smux server started, keep-alive %v", ss.id, !cfg.KeepAliveDisabled)
 	ss.srv.wg.Add(2)
@@ -410,6 +446,7 @@ func (ss *session) startMuxLocked() {
 // session goes on. When the smux session dies, the session ends.
 func (ss *session) acceptStreams(m *muxServer, dial func(ctx context.Context, network, addr string) (net.Conn, error), addrs []string) {
 	defer ss.srv.wg.Done()
+	defer m.closeConns()
 	defer m.sess.Close()
 	fwd := ss.agent.fwd
 	delay := ss.srv.opts.Forwarding.DialDelay
@@ -442,17 +479,30 @@ func (ss *session) acceptStreams(m *muxServer, dial func(ctx context.Context, ne
 			continue
 		}
 		fwd.streamsConnected.Add(1)
+		if !m.track(conn) {
+			st.Close()
+			continue
+		}
 		ss.srv.wg.Add(2)
-		go ss.copyStream(conn, st, &fwd.bytesUp)
-		go ss.copyStream(st, conn, &fwd.bytesDown)
+		go func() {
+			defer ss.srv.wg.Done()
+			defer m.untrack(conn)
+			done := make(chan struct{})
+			go func() {
+				defer ss.srv.wg.Done()
+				defer close(done)
+				copyStream(conn, st, &fwd.bytesUp)
+			}()
+			copyStream(st, conn, &fwd.bytesDown)
+			<-done
+		}()
 	}
 }
 
 // copyStream copies src to dst, counting into n, and closes dst when src
 // ends, as the agent does: no half-close, the other direction ends when
 // its read fails.
-func (ss *session) copyStream(dst io.WriteCloser, src io.Reader, n *atomic.Int64) {
-	defer ss.srv.wg.Done()
+func copyStream(dst io.WriteCloser, src io.Reader, n *atomic.Int64) {
 	defer dst.Close()
 	buf := make([]byte, 32<<10)
 	for {

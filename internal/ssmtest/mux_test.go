@@ -556,6 +556,58 @@ func TestMuxFaults(t *testing.T) {
 	}
 }
 
+// TestMuxStuckDestination: a destination that stops reading does not keep
+// Close waiting: the emulator closes destination connections when the smux
+// session goes.
+func TestMuxStuckDestination(t *testing.T) {
+	t.Parallel()
+	peers := make(chan net.Conn, 1)
+	s := startServer(t, Options{Forwarding: ForwardingOptions{
+		Dial: func(ctx context.Context, network, a string) (net.Conn, error) {
+			agentSide, peer := net.Pipe() // synchronous: a write waits for a read
+			peers <- peer
+			return agentSide, nil
+		},
+	}})
+	_, _, sess := startMux(t, s, docPortForwarding, portOf(t, echoServer(t)), false)
+	st, err := sess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	go st.Write([]byte("nobody reads this"))
+	var peer net.Conn
+	select {
+	case peer = <-peers:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no dial")
+	}
+	// One byte read: the agent's write of the rest now blocks.
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, err := peer.Read(make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close hangs on a destination that does not read")
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	buf := make([]byte, 64)
+	for {
+		if _, err := peer.Read(buf); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Errorf("destination connection: %v, want EOF (closed by the agent)", err)
+			}
+			break
+		}
+	}
+}
+
 // TestMuxOldAgent: an agent before 3.0.222.0 has no smux; it forwards the
 // bytes of one connection in basic mode whatever the client (§9.3).
 func TestMuxOldAgent(t *testing.T) {
