@@ -230,9 +230,9 @@ func resolveHost(hosts map[string][]string, host string) ([]string, error) {
 // IPv4-mapped and IPv4-compatible IPv6 read as IPv4) and also refuse
 // loopback and the credential endpoints.
 func deniedAddress(addr, agentVersion string, opts *ForwardingOptions) bool {
-	list := opts.DeniedAddresses
-	if list == nil {
-		list = DefaultDeniedAddresses()
+	list := DefaultDeniedAddresses()
+	if opts.DeniedAddresses != nil {
+		list = append([]string(nil), opts.DeniedAddresses...)
 	}
 	if protocol.CompareAgentVersions(agentVersion, agentVersionVPCDenyList) >= 0 {
 		for _, cidr := range opts.VPCCIDRs {

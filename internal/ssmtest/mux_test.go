@@ -486,17 +486,21 @@ func TestMuxDialDelay(t *testing.T) {
 }
 
 // TestMuxFaults: streams open across Byes and dropped websockets carry on
-// intact once the client has resumed (§8.2). The streams echo in rounds
-// until the fault has hit at least twice.
+// intact once the client has resumed (§8.2), and across pauses and lossy,
+// duplicating, reordering frames. The streams echo in rounds until the
+// fault has hit at least twice.
 func TestMuxFaults(t *testing.T) {
 	t.Parallel()
 	cases := []struct {
-		name  string
-		opts  Options
-		fired func(Stats) int64
+		name    string
+		opts    Options
+		fired   func(Stats) int64
+		resumes bool
 	}{
-		{"bye", Options{ByeEvery: 100 * time.Millisecond}, func(st Stats) int64 { return st.Byes }},
-		{"drop", Options{DropEveryBytes: 64 << 10}, func(st Stats) int64 { return st.Drops }},
+		{"bye", Options{ByeEvery: 100 * time.Millisecond}, func(st Stats) int64 { return st.Byes }, true},
+		{"drop", Options{DropEveryBytes: 64 << 10}, func(st Stats) int64 { return st.Drops }, true},
+		{"pause", Options{PauseEvery: 100 * time.Millisecond, PauseFor: 50 * time.Millisecond}, func(st Stats) int64 { return st.Pauses }, false},
+		{"lossy", Options{AckLoss: 0.05, Duplicate: 0.05, Reorder: 0.05}, func(st Stats) int64 { return st.DuplicatesReceived }, false},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -541,7 +545,7 @@ func TestMuxFaults(t *testing.T) {
 			c.mu.Lock()
 			reconnects := c.reconnects
 			c.mu.Unlock()
-			if tc.fired(st) < 2 || reconnects == 0 {
+			if tc.fired(st) < 2 || tc.resumes && reconnects == 0 {
 				t.Fatalf("faults did not fire in %d rounds (%+v, %d reconnects)", rounds, st, reconnects)
 			}
 			if st.Active != 1 {
