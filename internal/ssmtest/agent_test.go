@@ -926,17 +926,3 @@ func TestPortForwardingBasic(t *testing.T) {
 		t.Fatalf("session ended: %v", st.Endings)
 	}
 }
-
-// TestPortForwardingMux: a current client would get smux, which the
-// emulator does not carry; it says so.
-func TestPortForwardingMux(t *testing.T) {
-	t.Parallel()
-	s := startServer(t, Options{TargetAddr: echoServer(t)})
-	ss := startDocSession(t, s, docPortForwarding, nil)
-	c := dialRaw(t, ss, ss.firstToken)
-	c.handshake()
-	if p := c.expectClosedFrame(5 * time.Second); !strings.Contains(p.Output, "smux") {
-		t.Errorf("Output %q", p.Output)
-	}
-	checkEnded(t, s, EndUnsupported, 1)
-}
