@@ -492,7 +492,6 @@ func TestRetransmitFrontOnly(t *testing.T) {
 
 	// Withhold both acks for a while: only seq 2 comes again.
 	counts := map[int64]int{}
-	var times []time.Time
 	deadline := time.Now().Add(800 * time.Millisecond)
 	for time.Now().Before(deadline) {
 		m, err := c.next(time.Until(deadline))
@@ -504,7 +503,6 @@ func TestRetransmitFrontOnly(t *testing.T) {
 		}
 		counts[m.SequenceNumber]++
 		if m.SequenceNumber == 2 {
-			times = append(times, time.Now())
 			if m.MessageID != first.MessageID || !bytes.Equal(m.Payload, first.Payload) || m.CreatedDate != first.CreatedDate {
 				t.Errorf("retransmission differs from the original")
 			}

@@ -24,9 +24,7 @@ import (
 
 // EndUnsupported is the Stats.Endings key of sessions the emulator cannot
 // serve: a document other than the port documents (shells are not
-// emulated), an agent older than the Port plugin (§9.3), or a client that
-// would make the agent switch to smux (§7.1), which the emulator does not
-// carry.
+// emulated) or an agent older than the Port plugin (§9.3).
 const EndUnsupported = "unsupported"
 
 // callerName is the first part of every SessionId, where the real service
