@@ -65,15 +65,17 @@ func TestFaultBye(t *testing.T) {
 	s := startServer(t, Options{TargetAddr: echoServer(t), ByeEvery: 300 * time.Millisecond})
 	ss := startSession(t, s)
 	c := connect(t, ss, true)
-	for range 12 {
+	// Traffic, then a Bye and its resume, three times, and traffic again.
+	for i := int64(1); i <= 3; i++ {
 		echoRounds(t, c, 4<<10, 1024, 10*time.Second)
-		time.Sleep(80 * time.Millisecond)
+		waitStats(t, s, 10*time.Second, "a resumed Bye", func(st Stats) bool { return st.Byes >= i && st.Reconnects >= i })
 	}
+	echoRounds(t, c, 4<<10, 1024, 10*time.Second)
 	checkSeqs(t, c)
 	st := endAndCount(t, s, ss)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.Byes < 2 || st.Reconnects < 2 || st.Resumes != st.Reconnects || st.Byes-st.Resumes > 1 {
+	if st.Byes < 3 || st.Reconnects < 3 || st.Resumes != st.Reconnects || st.Byes-st.Resumes > 1 {
 		t.Errorf("byes %d resumes %d reconnects %d", st.Byes, st.Resumes, st.Reconnects)
 	}
 	var byes int
@@ -83,7 +85,7 @@ func TestFaultBye(t *testing.T) {
 			byes++
 		}
 	}
-	if byes < 2 || int64(byes) > st.Byes {
+	if byes < 3 || int64(byes) > st.Byes {
 		t.Errorf("client saw %d close(1000, Bye) for %d Byes: %v", byes, st.Byes, c.closeErrs)
 	}
 	if c.outSeqs[0] != 2 {
@@ -273,27 +275,27 @@ func TestFaultPause(t *testing.T) {
 	if string(out.Payload) != "paused" {
 		t.Errorf("echo %q", out.Payload)
 	}
-	if st := s.Stats(); st.Pauses < 1 || st.BytesUp != 6 {
-		t.Errorf("pauses %d BytesUp %d", st.Pauses, st.BytesUp)
+	if st := s.Stats(); st.Pauses < 1 || st.BytesUp != 6 || st.PausedDrops < 1 {
+		t.Errorf("pauses %d BytesUp %d PausedDrops %d", st.Pauses, st.BytesUp, st.PausedDrops)
 	}
 }
 
 // TestFaultPauseTraffic: a client that keeps resending gets everything
-// through regular pauses.
+// through regular pauses, each round of traffic starting inside a pause.
 func TestFaultPauseTraffic(t *testing.T) {
 	t.Parallel()
 	s := startServer(t, Options{TargetAddr: echoServer(t), PauseEvery: 150 * time.Millisecond, PauseFor: 50 * time.Millisecond})
 	ss := startSession(t, s)
 	c := connect(t, ss, false)
-	for range 8 {
+	for i := int64(1); i <= 3; i++ {
+		waitStats(t, s, 10*time.Second, "a pause", func(st Stats) bool { return st.Pauses >= i })
 		echoRounds(t, c, 2<<10, 1024, 10*time.Second)
-		time.Sleep(50 * time.Millisecond)
 	}
 	st := endAndCount(t, s, ss)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.Pauses < 2 || len(c.pauses) < 2 || len(c.starts) < 1 || int64(len(c.pauses)) > st.Pauses {
-		t.Errorf("pauses %d, client saw %d pause and %d start", st.Pauses, len(c.pauses), len(c.starts))
+	if st.Pauses < 3 || len(c.pauses) < 3 || len(c.starts) < 2 || int64(len(c.pauses)) > st.Pauses || st.PausedDrops == 0 {
+		t.Errorf("pauses %d (dropped %d frames), client saw %d pause and %d start", st.Pauses, st.PausedDrops, len(c.pauses), len(c.starts))
 	}
 }
 
