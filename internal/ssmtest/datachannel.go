@@ -72,8 +72,8 @@ var upgrader = websocket.Upgrader{
 // cell. AWS says only that the old URL "no longer works" after a move; the
 // emulator answers it as it answers a session it does not know, HTTP 404
 // before the upgrade, because to the cell the client reached the session
-// is unknown now. A client cannot mistake that for a transient failure,
-// nor for the 403 of a bad signature.
+// is unknown now. It is neither a transient failure nor the 403 of a bad
+// signature, and a client should not retry it as one.
 func (s *Server) serveDataChannel(w http.ResponseWriter, r *http.Request) {
 	err := s.verifySigV4(r, "ssmmessages", nil)
 	signed := err == nil
@@ -210,7 +210,7 @@ func (s *Server) checkClientVersion(v string) string {
 	case v == "":
 		reason = "no client version given; the minimum supported client version is " + min
 	case !validVersion(v):
-		reason = fmt.Sprintf("client version %.40q is not supported; minimum %s", v, min)
+		reason = fmt.Sprintf("client version %+.40q is not supported; minimum %s", v, min)
 	case compareVersions(v, min) < 0:
 		reason = fmt.Sprintf("client version %s is no longer supported; minimum %s", v, min)
 	default:
@@ -574,8 +574,8 @@ func (w *wsConn) writeLoop() {
 
 // readLoop reads client frames until the websocket fails or closes, hands
 // them through the incoming faults to the agent's inbox, and stops reading
-// altogether once the websocket is black-holed (blackholeLocked makes a
-// read in progress fail).
+// altogether once the websocket is black-holed (countStreamBytesLocked
+// makes a read in progress fail).
 func (w *wsConn) readLoop() {
 	ss := w.ss
 	defer close(w.readerDone)
