@@ -461,7 +461,9 @@ func TestOutOfOrder(t *testing.T) {
 	c.expect(5*time.Second, "ack of seq 3", isAckOf(3))
 	c.sendStream(2, protocol.PayloadOutput, []byte("B"))
 	c.expect(5*time.Second, "ack of seq 2", isAckOf(2))
-	time.Sleep(100 * time.Millisecond)
+	// The agent handles client frames in order on one goroutine and
+	// counts what it delivers before it acknowledges it: once seq 2 is
+	// acknowledged, anything delivered early would be counted.
 	if st := s.Stats(); st.BytesUp != 0 {
 		t.Fatalf("%d bytes delivered before the gap was filled", st.BytesUp)
 	}
@@ -675,14 +677,20 @@ func TestIdleTimeout(t *testing.T) {
 	})
 	t.Run("busy", func(t *testing.T) {
 		t.Parallel()
-		s := startServer(t, Options{TargetAddr: echoServer(t), IdleTimeout: 400 * time.Millisecond})
+		// Each echo round trip takes at least 2×Latency, so ten of them,
+		// one after the other, span 2.5 idle timeouts without a sleep.
+		const idle, latency = 400 * time.Millisecond, 50 * time.Millisecond
+		s := startServer(t, Options{TargetAddr: echoServer(t), IdleTimeout: idle, Latency: latency})
 		c := connect(t, startSession(t, s), false)
+		start := time.Now()
 		for range 10 {
 			c.write([]byte("k"))
-			time.Sleep(100 * time.Millisecond)
+			c.read(1, 5*time.Second)
 		}
-		c.read(10, 5*time.Second)
-		if st := s.Stats(); st.Active != 1 {
+		if d := time.Since(start); d < 20*latency {
+			t.Fatalf("ten round trips in %s: the premise (≥ %s) does not hold", d, 20*latency)
+		}
+		if st := s.Stats(); st.Active != 1 || len(st.Endings) != 0 {
 			t.Fatalf("session ended although the client kept sending: %v", st.Endings)
 		}
 	})
