@@ -80,3 +80,27 @@ func (e *ProtocolError) Unwrap() error { return e.Err }
 func isProtocolViolation(err error) bool {
 	return errors.Is(err, websocket.ErrReadLimit)
 }
+
+// RefusedError reports a data channel the gateway closed with a policy
+// violation (close code 1008) before it relayed anything: it refused our
+// OpenDataChannel — an unsupported ClientVersion (§15.2), a token it does
+// not accept. Opening again would meet the same answer.
+type RefusedError struct {
+	Reason string // the close frame's text
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == "" {
+		return "the message gateway refused the data channel (websocket close 1008)"
+	}
+	return "the message gateway refused the data channel: " + e.Reason
+}
+
+// refusal returns the RefusedError for err, a link failure, if it is one.
+func refusal(l *link, err error) (*RefusedError, bool) {
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || l.relayed.Load() {
+		return nil, false
+	}
+	return &RefusedError{Reason: ce.Text}, true
+}

@@ -882,3 +882,38 @@ func TestGatewayBlackhole(t *testing.T) {
 		t.Errorf("TerminateSession %d times", terms)
 	}
 }
+
+// TestGatewayRefused: a gateway that closes the data channel with a policy
+// violation (1008) before relaying anything — as the service does to a
+// client below its minimum version — ends the session at once with the
+// reason, instead of retrying for the whole budget.
+func TestGatewayRefused(t *testing.T) {
+	g := newGateway(t)
+	_, _, _, done := g.start(proxy.Options{ResumeBudget: time.Minute})
+	c := g.accept()
+	c.closeFrame(websocket.ClosePolicyViolation, "client version 1.2.677.0 is no longer supported; minimum 1.2.764.0")
+	err := waitDone(t, done)
+	var re *proxy.RefusedError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "minimum 1.2.764.0") {
+		t.Fatalf("err %v, want a RefusedError with the gateway's reason", err)
+	}
+	if resumes, terms, _ := g.counts(); resumes != 0 || terms != 1 {
+		t.Errorf("ResumeSession %d, TerminateSession %d: want 0, 1", resumes, terms)
+	}
+}
+
+// TestMinClientVersionEmulator: against the emulator's default (the
+// documented minimum enforced), an out-of-date ClientVersion fails at once
+// with the reason, and the current one works.
+func TestMinClientVersionEmulator(t *testing.T) {
+	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{ClientVersion: "1.2.677.0"})
+	done, _ := stRun(context.Background(), sess, strings.NewReader(""))
+	err := stWait(t, done, 30*time.Second)
+	var re *proxy.RefusedError
+	if !errors.As(err, &re) || !strings.Contains(err.Error(), "1.2.764.0") {
+		t.Fatalf("err %v, want a RefusedError naming the minimum", err)
+	}
+	if st := stIdle(t, emu); st.ClientVersionRefusals != 1 {
+		t.Errorf("emulator refusals %d, want 1", st.ClientVersionRefusals)
+	}
+}

@@ -75,6 +75,7 @@ type loop struct {
 	unsentAcks [][]byte
 
 	started      time.Time
+	agentVersion string    // from HandshakeRequest
 	established  bool      // HandshakeComplete received
 	pausedAt     time.Time // pause_publication in force since (§8.4); zero: not paused
 	stdinEOF     bool
@@ -98,7 +99,11 @@ func newLoop(s *Session, stdout io.Writer) *loop {
 
 func (lp *loop) emit(kind EventKind, err error) {
 	if lp.s.opts.OnEvent != nil {
-		lp.s.opts.OnEvent(Event{Kind: kind, Time: time.Now(), Err: err})
+		ev := Event{Kind: kind, Time: time.Now(), Err: err}
+		if kind == EventHandshakeComplete {
+			ev.AgentVersion = lp.agentVersion
+		}
+		lp.s.opts.OnEvent(ev)
 	}
 }
 
@@ -142,6 +147,9 @@ func (lp *loop) run(ctx context.Context) error {
 				}
 				if isProtocolViolation(ev.err) {
 					return &ProtocolError{Err: ev.err}
+				}
+				if re, ok := refusal(lp.link, ev.err); ok {
+					return re
 				}
 				lp.lost(ev.err, false)
 				continue

@@ -133,7 +133,8 @@ func (lp *loop) process(ctx context.Context, m *protocol.Message) error {
 	case protocol.PayloadFlag:
 		f, err := protocol.ParseFlag(m.Payload)
 		if err == nil && f == protocol.FlagConnectToPortError {
-			lp.s.log.Warn("the agent could not connect to the destination port")
+			lp.s.log.Debug("the agent could not connect to the destination for a connection")
+			lp.emit(EventConnectToPortError, nil)
 		}
 	default:
 		lp.s.log.Debug("ignoring payload", "type", m.PayloadType)

@@ -32,8 +32,24 @@ const DefaultClientVersion = "1.2.889.0"
 // MinClientVersion is the oldest ClientVersion AWS supports (§15.2).
 const MinClientVersion = "1.2.764.0"
 
+// Mode is what a session carries over its data channel.
+type Mode int
+
+const (
+	// ModeStdio carries one byte stream: a plain port session such as
+	// AWS-StartSSHSession, stdin and stdout being the connection (§7.2).
+	ModeStdio Mode = iota
+	// ModeMux carries smux frames: a LocalPortForwarding session
+	// (AWS-StartPortForwardingSession and …ToRemoteHost), stdin and stdout
+	// being the smux client's connection (§7.4). The caller runs the smux
+	// client; the session only checks the handshake accordingly.
+	ModeMux
+)
+
 // Options tune a Session. The zero value is ready to use.
 type Options struct {
+	// Mode selects what the session carries (default ModeStdio).
+	Mode Mode
 	// ClientVersion is reported in OpenDataChannel and HandshakeResponse.
 	ClientVersion string
 	// Window bounds the unacknowledged messages in flight; stdin is not read
@@ -77,9 +93,10 @@ type Options struct {
 
 // Event is a session state change reported to Options.OnEvent.
 type Event struct {
-	Kind EventKind
-	Time time.Time
-	Err  error // EventLinkLost: why
+	Kind         EventKind
+	Time         time.Time
+	Err          error  // EventLinkLost: why
+	AgentVersion string // EventHandshakeComplete: the agent's version (§6.2)
 }
 
 // EventKind names a session state change.
@@ -103,6 +120,10 @@ const (
 	EventPaused
 	// EventUnpaused: sending goes on after a pause.
 	EventUnpaused
+	// EventConnectToPortError: in a multiplexed session the agent could
+	// not connect to the destination for one connection (Flag 3, §4.3);
+	// the agent closes that smux stream.
+	EventConnectToPortError
 )
 
 var eventNames = [...]string{
@@ -113,6 +134,7 @@ var eventNames = [...]string{
 	EventFirstDataAfterResume: "first_data_after_resume",
 	EventPaused:               "paused",
 	EventUnpaused:             "unpaused",
+	EventConnectToPortError:   "connect_to_port_error",
 }
 
 func (k EventKind) String() string {

@@ -34,8 +34,6 @@ const (
 	dialTimeout = 10 * time.Second
 )
 
-// agentVersionMuxServer is the first agent with smux (§9.3).
-const agentVersionMuxServer = "3.0.222.0"
 
 type handshakePhase int
 
@@ -374,7 +372,7 @@ func (ss *session) afterProcessLocked() {
 	}
 	if ss.portType == typeLocalPortForward &&
 		protocol.CompareAgentVersions(a.clientVersion, protocol.ClientVersionMux) >= 0 &&
-		protocol.CompareAgentVersions(ss.agentVersion, agentVersionMuxServer) >= 0 {
+		protocol.CompareAgentVersions(ss.agentVersion, protocol.AgentVersionMuxMin) >= 0 {
 		ss.startMuxLocked()
 		return
 	}
