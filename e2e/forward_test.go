@@ -34,7 +34,7 @@ import (
 type forwardCmd struct {
 	cmd    *exec.Cmd
 	stderr *syncBuffer
-	done   chan struct{} // closed when the process has exited
+	done   chan struct{}     // closed when the process has exited
 	addrs  []string          // the listen addresses its ready lines name, in order
 	dests  map[string]string // destination (as the ready line names it) → listen address
 }

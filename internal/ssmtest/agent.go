@@ -34,7 +34,6 @@ const (
 	dialTimeout = 10 * time.Second
 )
 
-
 type handshakePhase int
 
 const (
