@@ -11,6 +11,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
+	"github.com/aws/smithy-go"
 )
 
 // API is the part of the EC2 Instance Connect API that Send uses.
@@ -33,8 +34,8 @@ type Request struct {
 // are retried after a random wait of up to min(Max, Base·2ⁿ) (full
 // jitter, so that the forks spread out instead of retrying in step) until
 // Budget is spent. Other transient failures (HTTP 5xx, a dropped
-// connection) are tried Transient times in all; anything else is returned
-// at once. The zero value is the defaults.
+// connection) are tried Transient times in all; anything else, and an
+// instance EC2 calls unavailable for minutes, is returned at once. The zero value is the defaults.
 type Retry struct {
 	Budget    time.Duration // the whole push, waits included (default 30 s)
 	Base, Max time.Duration // backoff bounds (default 200 ms, 3 s)
@@ -124,7 +125,10 @@ func Send(ctx context.Context, api API, req Request, r Retry, log *slog.Logger) 
 			return res, gaveUp(ctx.Err())
 		}
 		throttled := throttles.IsErrorThrottle(err) == aws.TrueTernary
+		var ae smithy.APIError
 		switch {
+		case errors.As(err, &ae) && ae.ErrorCode() == "EC2InstanceUnavailableException":
+			return res, err // "wait a few minutes": not worth seconds of retries
 		case throttled:
 			res.Throttled++
 			throttle = err

@@ -164,7 +164,8 @@ func TestSendTransient(t *testing.T) {
 
 // TestSendFailsAtOnce: errors that cannot heal are not retried.
 func TestSendFailsAtOnce(t *testing.T) {
-	emu, api := emulator(t, ssmtest.InstanceConnectOptions{DeniedUsers: []string{"root"}})
+	emu, api := emulator(t, ssmtest.InstanceConnectOptions{DeniedUsers: []string{"root"},
+		InstanceStates: map[string]string{"i-0123456789abcdef1": ssmtest.StatePending}})
 	for _, c := range []struct {
 		req  Request
 		code string
@@ -172,6 +173,7 @@ func TestSendFailsAtOnce(t *testing.T) {
 		{request(t, "root"), "AccessDeniedException"},
 		{Request{InstanceID: "i-0999999999999999f", OSUser: "ec2-user", Key: request(t, "").Key}, "EC2InstanceNotFoundException"},
 		{request(t, "bad user"), "ValidationException"},
+		{Request{InstanceID: "i-0123456789abcdef1", OSUser: "ec2-user", Key: request(t, "").Key}, "EC2InstanceUnavailableException"},
 	} {
 		res, err := Send(agentContext(t), api, c.req, fastRetry, nil)
 		var ae smithy.APIError
@@ -179,7 +181,7 @@ func TestSendFailsAtOnce(t *testing.T) {
 			t.Errorf("%s: result %+v, err %v", c.code, res, err)
 		}
 	}
-	if st := emu.InstanceConnectStats(); st.Calls != 3 {
+	if st := emu.InstanceConnectStats(); st.Calls != 4 {
 		t.Errorf("stats %+v", st)
 	}
 }
