@@ -3,11 +3,13 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -329,4 +331,40 @@ func pushFileText(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// TestPushKeyExampleFiles: the IAM policy allows SendSSHPublicKey on
+// instances for a named OS user only, and instance-connect.md shows the
+// ssh_config block as it is and links to files that exist.
+func TestPushKeyExampleFiles(t *testing.T) {
+	var policy struct {
+		Version   string
+		Statement []struct {
+			Effect, Action, Resource string
+			Condition                map[string]map[string]string
+		}
+	}
+	if err := json.Unmarshal([]byte(pushFileText(t, "../examples/iam/instance-connect-policy.json")), &policy); err != nil {
+		t.Fatal(err)
+	}
+	if len(policy.Statement) != 1 {
+		t.Fatalf("policy %+v", policy)
+	}
+	s := policy.Statement[0]
+	if policy.Version != "2012-10-17" || s.Effect != "Allow" || s.Action != "ec2-instance-connect:SendSSHPublicKey" ||
+		s.Resource != "arn:aws:ec2:*:*:instance/*" || s.Condition["StringEquals"]["ec2:osuser"] == "" {
+		t.Errorf("policy statement %+v", s)
+	}
+
+	doc := pushFileText(t, "../examples/instance-connect.md")
+	block := "    Host web-keyless\n        HostName i-0123456789abcdef0\n        User ec2-user\n        ProxyCommand ssm-proxy --push-key --os-user %r %h %p\n"
+	unindented := strings.ReplaceAll(strings.TrimPrefix(block, "    "), "\n    ", "\n")
+	if !strings.Contains(doc, block) || !strings.Contains(pushFileText(t, "../examples/ssh_config"), unindented) {
+		t.Error("instance-connect.md and ssh_config show different keyless blocks")
+	}
+	for _, m := range regexp.MustCompile(`\]\(([^)#]+)\)`).FindAllStringSubmatch(doc, -1) {
+		if _, err := os.Stat(filepath.Join("../examples", m[1])); err != nil {
+			t.Errorf("instance-connect.md links %s: %v", m[1], err)
+		}
+	}
 }
