@@ -70,7 +70,8 @@ const (
 
 // pushKeyError is a --push-key failure: the cause, the hints that go with
 // it and the exit status (exitUsage for targets Instance Connect cannot
-// serve, else exitError). exitCode and hints return its code and hints.
+// serve, else exitError), for exitCode (main.go) and hints (hints.go) to
+// return.
 type pushKeyError struct {
 	err   error
 	hints []string
