@@ -17,6 +17,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -111,6 +112,28 @@ API faults:
                             InvalidSignatureException, quoting the canonical
                             request (session token included) as AWS does
 
+Port forwarding (AWS-StartPortForwardingSession*):
+  -forward-host NAME=IP[,NAME=IP...]
+                            how the agent resolves the host parameter of
+                            …ToRemoteHost (names not given resolve only as
+                            IP literals or localhost; no real DNS)
+  -forward-dial-delay D     hold each multiplexed dial back by D (the agent
+                            dials serially, so streams behind it wait)
+  -forward-keepalive D      smux keep-alive interval when the agent's is on
+                            (timeout 3×D; default 10s/30s)
+
+EC2 Instance Connect (SendSSHPublicKey, service ec2-instance-connect):
+  -eic-key-lifetime D       how long a pushed key stays valid (default 60s)
+  -eic-throttle-rate R      allow R calls per second; beyond, ThrottlingException
+  -eic-throttle-burst N     calls the throttle lets through at once (default 1)
+  -eic-deny-users U[,U...]  refuse pushes for these OS users (AccessDenied)
+  -eic-deny-instances I[,I...]
+                            refuse pushes to these instances (AccessDenied)
+  -eic-fail-first N         fail the first N pushes with ServiceException
+  The keys currently valid for an instance and user are listed at
+  ENDPOINT/ssmtest/instance-connect/keys?instance=ID&user=USER, for an
+  sshd AuthorizedKeysCommand.
+
 Output:
   -stats-every D            also print the counters every D
   -v                        log requests and sessions
@@ -156,6 +179,9 @@ type config struct {
 	tlsCert    string
 	tlsKey     string
 	hang       string // -hang, comma-separated
+	fwdHosts   string // -forward-host NAME=IP,...
+	eicUsers   string // -eic-deny-users
+	eicInsts   string // -eic-deny-instances
 	statsEvery time.Duration
 	verbose    bool
 	opts       ssmtest.Options
@@ -206,12 +232,31 @@ func parseFlags(args []string) (*config, error) {
 	if fs.NArg() > 0 {
 		return nil, &usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
-	if cfg.hang != "" {
-		for _, op := range strings.Split(cfg.hang, ",") {
-			cfg.opts.HangOperations = append(cfg.opts.HangOperations, strings.TrimSpace(op))
+	cfg.opts.HangOperations = splitList(cfg.hang)
+	cfg.opts.InstanceConnect.DeniedUsers = splitList(cfg.eicUsers)
+	cfg.opts.InstanceConnect.DeniedInstances = splitList(cfg.eicInsts)
+	for _, kv := range splitList(cfg.fwdHosts) {
+		name, ip, ok := strings.Cut(kv, "=")
+		if !ok || name == "" || net.ParseIP(ip) == nil {
+			return nil, &usageError{fmt.Sprintf("-forward-host %q: want NAME=IP", kv)}
 		}
+		if cfg.opts.Forwarding.Hosts == nil {
+			cfg.opts.Forwarding.Hosts = map[string][]string{}
+		}
+		cfg.opts.Forwarding.Hosts[name] = append(cfg.opts.Forwarding.Hosts[name], ip)
 	}
 	return cfg, cfg.check()
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 // newFlagSet defines the command's flags on cfg. It prints nothing: run
@@ -259,6 +304,15 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.Float64Var(&o.ThrottleRate, "throttle-rate", 0, "")
 	fs.IntVar(&o.ThrottleBurst, "throttle-burst", 0, "")
 	fs.BoolVar(&o.RefuseSignatures, "refuse-signatures", false, "")
+	fs.StringVar(&cfg.fwdHosts, "forward-host", "", "")
+	fs.DurationVar(&o.Forwarding.DialDelay, "forward-dial-delay", 0, "")
+	fs.DurationVar(&o.Forwarding.KeepAliveInterval, "forward-keepalive", 0, "")
+	fs.DurationVar(&o.InstanceConnect.KeyLifetime, "eic-key-lifetime", ssmtest.DefaultKeyLifetime, "")
+	fs.Float64Var(&o.InstanceConnect.ThrottleRate, "eic-throttle-rate", 0, "")
+	fs.IntVar(&o.InstanceConnect.ThrottleBurst, "eic-throttle-burst", 1, "")
+	fs.StringVar(&cfg.eicUsers, "eic-deny-users", "", "")
+	fs.StringVar(&cfg.eicInsts, "eic-deny-instances", "", "")
+	fs.IntVar(&o.InstanceConnect.FailFirst, "eic-fail-first", 0, "")
 	fs.DurationVar(&cfg.statsEvery, "stats-every", 0, "")
 	fs.BoolVar(&cfg.verbose, "v", false, "")
 	return fs
@@ -391,6 +445,7 @@ func printHints(w io.Writer, srv *ssmtest.Server, caFile string) {
 	fmt.Fprintf(w, "# ssm-emulator: %d instances; point clients at it with:\n", len(o.Instances))
 	fmt.Fprintf(w, "export AWS_ENDPOINT_URL_SSM=%s\n", srv.Endpoint())
 	fmt.Fprintf(w, "export AWS_ENDPOINT_URL_STS=%s\n", srv.Endpoint())
+	fmt.Fprintf(w, "export AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT=%s\n", srv.Endpoint())
 	if o.StreamURLHost != "" {
 		fmt.Fprintf(w, "export AWS_ENDPOINT_URL_SSMMESSAGES=%s\n", srv.Endpoint())
 	}

@@ -77,6 +77,8 @@ func TestUsage(t *testing.T) {
 		{"hang", []string{"-hang", "StartSession,SendCommand"}, exitUsage, `-hang "SendCommand"`},
 		{"negative bytes", []string{"-huge-frame-bytes", "-1"}, exitUsage, "-huge-frame-bytes -1"},
 		{"negative rate", []string{"-throttle-rate", "-1"}, exitUsage, "-throttle-rate -1"},
+		{"forward host", []string{"-forward-host", "db.internal"}, exitUsage, `-forward-host "db.internal": want NAME=IP`},
+		{"forward host ip", []string{"-forward-host", "db=not-an-ip"}, exitUsage, `-forward-host "db=not-an-ip"`},
 		{"tls pair", []string{"-tls-cert", "c.pem"}, exitUsage, "go together"},
 		{"bad tls files", []string{"-tls-cert", "none.pem", "-tls-key", "none.pem"}, exitError, "-tls-cert/-tls-key"},
 		{"bad minimum", []string{"-min-client-version", "latest"}, exitError, "MinClientVersion"},
@@ -327,6 +329,19 @@ func TestFlagsSetOptions(t *testing.T) {
 		{[]string{"-throttle-rate", "2.5", "-throttle-burst", "4"}, func(o ssmtest.Options) bool { return o.ThrottleRate == 2.5 && o.ThrottleBurst == 4 }},
 		{[]string{"-refuse-signatures"}, func(o ssmtest.Options) bool { return o.RefuseSignatures }},
 		{[]string{"-blackhole-every-bytes", "100"}, func(o ssmtest.Options) bool { return o.BlackholeEvery == 100 }},
+		{[]string{"-forward-host", "db.internal=10.0.0.5,db.internal=10.0.0.6, cache=::1"}, func(o ssmtest.Options) bool {
+			return reflect.DeepEqual(o.Forwarding.Hosts, map[string][]string{"db.internal": {"10.0.0.5", "10.0.0.6"}, "cache": {"::1"}})
+		}},
+		{[]string{"-forward-dial-delay", "2s", "-forward-keepalive", "1s"}, func(o ssmtest.Options) bool {
+			return o.Forwarding.DialDelay == 2*time.Second && o.Forwarding.KeepAliveInterval == time.Second
+		}},
+		{nil, func(o ssmtest.Options) bool { return o.InstanceConnect.KeyLifetime == ssmtest.DefaultKeyLifetime }},
+		{[]string{"-eic-key-lifetime", "5s", "-eic-throttle-rate", "3", "-eic-throttle-burst", "2", "-eic-fail-first", "1",
+			"-eic-deny-users", "root,admin", "-eic-deny-instances", "i-0123456789abcdef1"}, func(o ssmtest.Options) bool {
+			ic := o.InstanceConnect
+			return ic.KeyLifetime == 5*time.Second && ic.ThrottleRate == 3 && ic.ThrottleBurst == 2 && ic.FailFirst == 1 &&
+				reflect.DeepEqual(ic.DeniedUsers, []string{"root", "admin"}) && reflect.DeepEqual(ic.DeniedInstances, []string{"i-0123456789abcdef1"})
+		}},
 	}
 	for _, c := range cases {
 		cfg, err := parseFlags(c.args)
