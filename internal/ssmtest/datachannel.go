@@ -447,6 +447,9 @@ func (w *wsConn) enqueueLocked(f outFrame) {
 		return
 	}
 	f.due = time.Now().Add(w.ss.srv.opts.Latency)
+	if w.ss.srv.opts.Latency > 0 {
+		w.ss.srv.add(func(st *Stats) { st.FramesDelayed++ })
+	}
 	if n := len(w.q); n > 0 && f.due.Before(w.q[n-1].due) {
 		f.due = w.q[n-1].due
 	}
@@ -632,14 +635,17 @@ func (w *wsConn) receiveLocked(p []byte) {
 			return // §8.4: the agent is inactive; the client must resend
 		}
 		if roll(ss.rngIn, opts.Duplicate) {
+			ss.srv.add(func(st *Stats) { st.FramesDuplicated++ })
 			w.deliverLocked(m)
 		}
 		if w.inHeld == nil && roll(ss.rngIn, opts.Reorder) {
+			ss.srv.add(func(st *Stats) { st.FramesReordered++ })
 			w.holdInLocked(m)
 			return
 		}
 	case protocol.Acknowledge:
 		if roll(ss.rngIn, opts.AckLoss) {
+			ss.srv.add(func(st *Stats) { st.AcksLost++ })
 			return
 		}
 	default:
@@ -660,6 +666,9 @@ func (w *wsConn) receiveLocked(p []byte) {
 func (w *wsConn) deliverLocked(m protocol.Message) {
 	ss := w.ss
 	due := time.Now().Add(ss.srv.opts.Latency)
+	if ss.srv.opts.Latency > 0 {
+		ss.srv.add(func(st *Stats) { st.FramesDelayed++ })
+	}
 	if n := len(ss.inbox); n > 0 && due.Before(ss.inbox[n-1].due) {
 		due = ss.inbox[n-1].due
 	}

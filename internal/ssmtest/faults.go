@@ -51,13 +51,16 @@ func (w *wsConn) transmitLocked(frame []byte, stream bool, streamLen int) {
 	}
 	if !stream {
 		if roll(ss.rngOut, opts.AckLoss) {
+			ss.srv.add(func(st *Stats) { st.AcksLost++ })
 			return
 		}
 	} else {
 		if roll(ss.rngOut, opts.Duplicate) {
+			ss.srv.add(func(st *Stats) { st.FramesDuplicated++ })
 			w.enqueueLocked(f)
 		}
 		if w.outHeld == nil && roll(ss.rngOut, opts.Reorder) {
+			ss.srv.add(func(st *Stats) { st.FramesReordered++ })
 			w.outHeld = &f
 			w.outHeldTimer = time.AfterFunc(maxHold, w.flushOutHeld)
 			return

@@ -185,8 +185,8 @@ func TestFaultAckLoss(t *testing.T) {
 	defer c.mu.Unlock()
 	// Lost client acks make the agent retransmit (and the client re-ack);
 	// lost agent acks make the client resend (and the agent re-ack).
-	if st.Retransmissions == 0 || c.dupFrames == 0 || st.DuplicatesReceived == 0 {
-		t.Errorf("retransmissions %d, client duplicates %d, agent duplicates %d", st.Retransmissions, c.dupFrames, st.DuplicatesReceived)
+	if st.AcksLost == 0 || st.Retransmissions == 0 || c.dupFrames == 0 || st.DuplicatesReceived == 0 {
+		t.Errorf("acks lost %d, retransmissions %d, client duplicates %d, agent duplicates %d", st.AcksLost, st.Retransmissions, c.dupFrames, st.DuplicatesReceived)
 	}
 	if st.BytesUp != 16<<10 || st.BytesDown != 16<<10 {
 		t.Errorf("BytesUp %d BytesDown %d", st.BytesUp, st.BytesDown)
@@ -204,8 +204,8 @@ func TestFaultDuplicate(t *testing.T) {
 	st := s.Stats()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if st.DuplicatesReceived == 0 || c.dupFrames == 0 {
-		t.Errorf("agent duplicates %d, client duplicates %d", st.DuplicatesReceived, c.dupFrames)
+	if st.FramesDuplicated == 0 || st.DuplicatesReceived == 0 || c.dupFrames == 0 {
+		t.Errorf("frames duplicated %d, agent duplicates %d, client duplicates %d", st.FramesDuplicated, st.DuplicatesReceived, c.dupFrames)
 	}
 	if st.BytesUp != 32<<10 || st.BytesDown != 32<<10 {
 		t.Errorf("BytesUp %d BytesDown %d", st.BytesUp, st.BytesDown)
@@ -248,8 +248,8 @@ func TestFaultReorder(t *testing.T) {
 	checkSeqs(t, c)
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.outOfOrder == 0 {
-		t.Error("no frame reached the client out of order")
+	if c.outOfOrder == 0 || s.Stats().FramesReordered == 0 {
+		t.Errorf("out of order at the client %d, reordered by the emulator %d", c.outOfOrder, s.Stats().FramesReordered)
 	}
 }
 
@@ -346,6 +346,9 @@ func TestFaultLatency(t *testing.T) {
 		if b != byte(i) {
 			t.Fatalf("echo out of order: %v", echoed)
 		}
+	}
+	if st := s.Stats(); st.FramesDelayed < int64(2*n) {
+		t.Errorf("frames delayed %d, want every frame of %d round trips", st.FramesDelayed, n)
 	}
 }
 

@@ -229,13 +229,16 @@ type Stats struct {
 	ClientVersions map[string]int64
 
 	Byes, Drops, Blackholes, Pauses int64 // faults injected
-	PausedDrops                     int64 // client stream frames dropped during a pause (§8.4)
-	ClosedOnOpen                    int64 // websockets closed right after OpenDataChannel (CloseOnOpen)
-	HugeFrames                      int64 // HugeFrameBytes frames sent
-	MalformedChannelCloses          int64 // channel_closed sent with a payload that is not JSON
-	HungCalls                       int64 // API calls held without an answer (HangOperations)
-	Throttled                       int64 // ThrottlingException answers
-	SignatureMismatches             int64 // API calls refused with a signature mismatch (RefuseSignatures included)
+	// AcksLost, FramesDuplicated, FramesReordered and FramesDelayed count
+	// what AckLoss, Duplicate, Reorder and Latency did, both directions.
+	AcksLost, FramesDuplicated, FramesReordered, FramesDelayed int64
+	PausedDrops                                                int64 // client stream frames dropped during a pause (§8.4)
+	ClosedOnOpen                                               int64 // websockets closed right after OpenDataChannel (CloseOnOpen)
+	HugeFrames                                                 int64 // HugeFrameBytes frames sent
+	MalformedChannelCloses                                     int64 // channel_closed sent with a payload that is not JSON
+	HungCalls                                                  int64 // API calls held without an answer (HangOperations)
+	Throttled                                                  int64 // ThrottlingException answers
+	SignatureMismatches                                        int64 // API calls refused with a signature mismatch (RefuseSignatures included)
 
 	// Endings counts how sessions ended, by reason (see End* constants).
 	Endings map[string]int64
