@@ -284,6 +284,7 @@ func explainNotConnected(ctx context.Context, api target.API, id string, err err
 // (upload) to 22 % (download) less CPU per byte, no less throughput, the
 // same keystroke round trip. Call restore before exiting.
 func sessionStdio(stdin io.Reader, stdout io.Writer, log *slog.Logger) (in io.Reader, out io.Writer, restore func()) {
+	catchSIGPIPE()
 	in, out, restore = pollableStdio(stdin, stdout)
 	if in != stdin && os.Getenv("GOMAXPROCS") == "" {
 		runtime.GOMAXPROCS(1)

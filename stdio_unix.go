@@ -5,9 +5,16 @@ package main
 import (
 	"io"
 	"os"
+	"os/signal"
 	"syscall"
 	"time"
 )
+
+// catchSIGPIPE makes a write to a closed stdout an EPIPE error, which the
+// session handles (it ends and is terminated), instead of Go's default for
+// descriptor 1: death by SIGPIPE with the session left open. The signal is
+// caught, not ignored, so that children do not inherit an ignored SIGPIPE.
+func catchSIGPIPE() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) }
 
 // pollableStdio hands ssh's pipes to Go's network poller. ssh gives its
 // ProxyCommand a pipe (or socket) on each of stdin and stdout, in blocking

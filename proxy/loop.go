@@ -142,11 +142,14 @@ func (lp *loop) run(ctx context.Context) error {
 			lp.pending = ev.data
 		case ev := <-lp.events:
 			if ev.err != nil {
-				if lp.link == nil || ev.gen != lp.link.gen {
-					continue // a link given up on already
-				}
+				// An oversized frame is fatal on any link: gorilla answers
+				// it with a close frame, so a write may notice that first
+				// and give the link up before its reader reports why.
 				if isProtocolViolation(ev.err) {
 					return &ProtocolError{Err: ev.err}
+				}
+				if lp.link == nil || ev.gen != lp.link.gen {
+					continue // a link given up on already
 				}
 				if re, ok := refusal(lp.link, ev.err); ok {
 					return re
