@@ -23,6 +23,9 @@ import (
 // minAgentText is the first agent version SSH sessions work with.
 const minAgentText = protocol.AgentVersionPort
 
+// listTimeout bounds a whole list, every page and the name lookups.
+const listTimeout = 2 * time.Minute
+
 // node is one managed node as `ssm-proxy list` shows it. The JSON field
 // names are part of the interface: scripts read them.
 type node struct {
@@ -67,6 +70,8 @@ func (c *cli) list(ctx context.Context, args []string) int {
 	}
 	log := newLogger(c.stderr, o.verbose)
 	ctx, sig := withSignals(ctx)
+	ctx, cancel := context.WithTimeout(ctx, listTimeout)
+	defer cancel()
 	u := &used{target: filter}
 	nodes, err := c.listNodes(ctx, o, u, q, log)
 	if n := sig(); n != 0 {

@@ -506,15 +506,25 @@ func (c *cli) commandAfterFlags(ctx context.Context, args []string) (int, bool) 
 	if !ok || cmd.hidden || len(pos) == 2 && checkPort(pos[1]) == nil {
 		return 0, false
 	}
+	// The hint keeps the flags the command takes.
+	words := []string{cmd.name}
+	if sub := c.flagsOf(ctx, cmd.name); sub != nil {
+		for _, f := range flags {
+			if name, _, _ := strings.Cut(strings.TrimLeft(f[0], "-"), "="); sub.Lookup(name) != nil {
+				words = append(words, f...)
+			}
+		}
+	}
 	printError(c.stderr, fmt.Sprintf("the command %s comes after flags; a command goes first, then its flags", cmd.name),
-		[]string{fmt.Sprintf("`ssm-proxy %s`", strings.Join(append(append([]string{cmd.name}, flags...), pos[1:]...), " "))})
+		[]string{fmt.Sprintf("`ssm-proxy %s`", strings.Join(append(words, pos[1:]...), " "))})
 	return exitUsage, true
 }
 
-// splitArgs separates args into positional arguments and flags (with
-// their values) as fs would parse them, anywhere in the list; lastWants
-// says the last word is a flag that still wants its value.
-func splitArgs(fs *flag.FlagSet, args []string) (pos, flags []string, lastWants bool) {
+// splitArgs separates args into positional arguments and flags, each
+// flag with its value if it takes one, as fs would parse them wherever
+// they stand; lastWants says the last word is a flag still wanting its
+// value.
+func splitArgs(fs *flag.FlagSet, args []string) (pos []string, flags [][]string, lastWants bool) {
 	dashes := false
 	for i := 0; i < len(args); i++ {
 		w := args[i]
@@ -523,18 +533,19 @@ func splitArgs(fs *flag.FlagSet, args []string) (pos, flags []string, lastWants 
 			pos = append(pos, w)
 		case w == "--":
 			dashes = true
+		case strings.Contains(w, "="):
+			flags = append(flags, []string{w})
 		default:
-			flags = append(flags, w)
-			if strings.Contains(w, "=") {
-				continue
-			}
-			if f := fs.Lookup(strings.TrimLeft(w, "-")); f != nil && !isBoolFlag(f) {
-				if i == len(args)-1 {
-					lastWants = true
-					continue
-				}
+			f := fs.Lookup(strings.TrimLeft(w, "-"))
+			switch {
+			case f == nil || isBoolFlag(f):
+				flags = append(flags, []string{w})
+			case i == len(args)-1:
+				flags = append(flags, []string{w})
+				lastWants = true
+			default:
+				flags = append(flags, []string{w, args[i+1]})
 				i++
-				flags = append(flags, args[i])
 			}
 		}
 	}

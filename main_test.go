@@ -153,6 +153,7 @@ func TestUsageErrors(t *testing.T) {
 		{"abbreviated command", []string{"doc"}, []string{"did you mean `ssm-proxy doctor`?"}},
 		{"command after flags", []string{"-v", "--region", "eu-west-1", "list"}, []string{"the command list comes after flags", "`ssm-proxy list -v --region eu-west-1`"}},
 		{"command after flags with target", []string{"-v", "doctor", "web-1"}, []string{"the command doctor comes after flags", "`ssm-proxy doctor -v web-1`"}},
+		{"command after flags it does not take", []string{"-v", "--document", "X", "version"}, []string{"`ssm-proxy version`"}},
 		{"doctor flag after args", []string{"doctor", "web-1", "-v"}, []string{"flags go first: ssm-proxy doctor [flags] TARGET [PORT]", "`ssm-proxy doctor --help`"}},
 		{"doctor unknown flag", []string{"doctor", "--nope", "web-1"}, []string{"flag provided but not defined: -nope", "`ssm-proxy doctor --help`"}},
 		{"list argument", []string{"list", "web-1"}, []string{`list: unexpected argument "web-1" (to narrow the list: --filter web-1)`}},
