@@ -53,8 +53,10 @@ type sessionLogState struct {
 	start time.Time
 }
 
-// sessionLogFlags registers --session-log PATH|off.
+// sessionLogFlags registers --session-log PATH|off, starting the run's
+// session log state afresh.
 func (c *cli) sessionLogFlags(fs *flag.FlagSet) {
+	c.sessionLog = sessionLogState{}
 	fs.StringVar(&c.sessionLog.flag, "session-log", "", "")
 }
 
@@ -83,6 +85,7 @@ func (c *cli) sessionEnded(ctx context.Context, o options, u *used, err error, c
 	if st.sess == nil {
 		return
 	}
+	defer func() { st.sess = nil }() // one line per session
 	path, on, perr := c.sessionLogPath()
 	if !on {
 		return

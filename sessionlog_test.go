@@ -133,7 +133,12 @@ func TestSessionLogEnds(t *testing.T) {
 	c := &cli{}
 	c.sessionLog.flag = path
 	o := options{document: "AWS-StartSSHSession"}
-	loggedSession(t, c, o, &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}, "", nil)
+	u := &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}
+	loggedSession(t, c, o, u, "", nil)
+	c.sessionEnded(context.Background(), o, u, nil, exitOK, slog.New(slog.DiscardHandler)) // no second line
+	if es := logEntries(t, path); len(es) != 1 {
+		t.Fatalf("%d entries for one session", len(es))
+	}
 	const token = "FwoGZXIvYXdzEJrsessiontokensecret"
 	c = &cli{}
 	c.sessionLog.flag = path
