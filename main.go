@@ -72,6 +72,8 @@ func commands() []command {
 	return []command{
 		{name: "doctor", summary: "check, one line each, what a connection to TARGET needs", usage: doctorUsage,
 			args: []argKind{argTarget, argOther}, run: (*cli).doctor},
+		{name: "forward", summary: "forward local ports to TARGET or through it, as ssh -L does, without ssh", usage: forwardUsage,
+			args: []argKind{argTarget, argOther}, run: (*cli).forward},
 		{name: "ssh-config", summary: "print the ssh_config block, or install it in ~/.ssh/config", usage: sshConfigUsage,
 			run: (*cli).sshConfig},
 		{name: "list", summary: "list the managed nodes you can reach, and whether SSH works on each", usage: listUsage,
@@ -117,6 +119,7 @@ func usageOf(name string) string {
 }
 
 const usageOverview = `Usage: ssm-proxy [flags] TARGET PORT
+       ssm-proxy --to HOST:PORT [flags] TARGET
        ssm-proxy COMMAND [flags] [ARGS]
 
 Connects stdin/stdout to PORT on TARGET through AWS Systems Manager Session
@@ -143,6 +146,9 @@ Flags (they go before TARGET):
     --strip-prefix PREFIX, --strip-suffix SUFFIX
                            remove PREFIX (e.g. prod-) or SUFFIX (e.g. .ssm)
                            from TARGET
+    --to HOST:PORT         carry stdin/stdout to HOST:PORT as TARGET sees it
+                           (ssm-proxy --to %%h:%%p bastion, for a host behind
+                           TARGET) instead of to PORT on TARGET
     --push-key[=PATH|ephemeral]
                            make an ssh public key valid on the instance for
                            60 s with EC2 Instance Connect first (the key ssh
@@ -195,6 +201,33 @@ Flags (they go before TARGET):
     -h, --help             this help
 
 Exit status: 0 every check passed; 1 a check failed; 2 bad usage.
+`
+
+const forwardUsage = `Usage: ssm-proxy forward [flags] TARGET [BIND:]LOCALPORT:[HOST:]PORT...
+
+Listens on each LOCALPORT (on 127.0.0.1 unless BIND is given) and carries
+every connection to PORT on TARGET, or, with HOST, to HOST:PORT as TARGET
+sees it (an RDS database behind a bastion), through Session Manager
+port-forwarding sessions (AWS-StartPortForwardingSession, or
+...ToRemoteHost), one stream per connection. Runs until interrupted.
+
+    ssm-proxy forward db-bastion 5432:mydb.abc123.eu-west-1.rds.amazonaws.com:5432
+
+Flags (they go before TARGET):
+    --profile NAME         AWS shared-config profile (default: $AWS_PROFILE)
+    --region REGION        AWS region (default: $AWS_REGION or the profile's)
+    --reason TEXT          reason recorded with the sessions
+    --strip-prefix PREFIX, --strip-suffix SUFFIX
+                           remove PREFIX or SUFFIX from TARGET
+    --resume-timeout DUR   how long to keep trying to restore a lost
+                           connection before giving up (default 2m)
+    --ping-interval DUR    websocket keep-alive ping interval (default 15s)
+    --dead-peer-timeout DUR  treat the connection as lost when nothing has
+                           arrived for this long (default 40s)
+    -v, --verbose          diagnostics on stderr
+    -h, --help             this help
+
+Exit status as for the ProxyCommand (` + "`ssm-proxy --help`" + `).
 `
 
 const sshConfigUsage = `Usage: ssm-proxy ssh-config [flags]
@@ -356,6 +389,7 @@ type options struct {
 	stripPrefix, stripSuffix          string
 	resumeTimeout, ping, deadPeer     time.Duration
 	verbose, version                  bool
+	to                                string      // --to HOST:PORT (forward.go)
 	pushKey                           pushKeyFlag // --push-key[=PATH|ephemeral] (pushkey.go)
 	osUser                            string      // --os-user
 }

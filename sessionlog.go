@@ -60,8 +60,8 @@ func (c *cli) sessionLogFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.sessionLog.flag, "session-log", "", "")
 }
 
-// sessionStarted records sess for the session log. connect calls it right
-// after proxy.Start succeeds.
+// sessionStarted records sess for the session log. connect calls it as
+// soon as the session has started (sf.start returned it).
 func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.Config) {
 	st := &c.sessionLog
 	st.sess, st.cfg, st.start = sess, cfg, c.clock()

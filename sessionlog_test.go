@@ -12,16 +12,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/ssm"
-
 	"github.com/ssm-proxy/ssm-proxy/internal/sessionlog"
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
 // loggedSession runs one session the way connect and proxyCommand do
-// with the session log hooks: sessionStarted after proxy.Start,
-// sessionEnded with the exit status. It returns the session's id.
+// with the session log hooks: sessionStarted after sf.start, sessionEnded
+// with the exit status. It returns the session's id.
 func loggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endErr error) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -29,19 +27,18 @@ func loggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endEr
 	var stderr bytes.Buffer
 	c.stderr = &stderr
 	log := newLogger(&stderr, true)
-	cfg, err := c.loadAWS(ctx, o, u, log)
+	sf, err := c.prepare(ctx, o, u, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sess, err := proxy.Start(ctx, ssm.NewFromConfig(cfg), cfg.Credentials, cfg.Region, proxy.StartInput{
-		Target:     u.id,
+	sess, err := sf.start(ctx, u, proxy.StartInput{
 		Document:   o.document,
 		Parameters: map[string][]string{"portNumber": {"22"}},
-	}, proxy.Options{DrainTimeout: 100 * time.Millisecond, Logger: log})
+	}, proxy.Options{DrainTimeout: 100 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sessionStarted(ctx, sess, cfg)
+	c.sessionStarted(ctx, sess, sf.cfg)
 	var out bytes.Buffer
 	err = sess.Run(ctx, strings.NewReader(stdin), &out)
 	if endErr != nil {

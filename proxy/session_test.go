@@ -60,6 +60,7 @@ func stSessionAPI(t *testing.T, o ssmtest.Options, po proxy.Options, wrap func(p
 		po.PingInterval, po.DeadPeerTimeout = 200*time.Millisecond, time.Second
 	}
 	po.RefreshCredentials = creds.Invalidate
+	po.StreamHosts = []string{"127.0.0.1"} // the emulator, as AWS_ENDPOINT_URL_SSM names it
 	var a proxy.API = api
 	if wrap != nil {
 		a = wrap(api)
