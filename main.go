@@ -132,7 +132,8 @@ Manager (document AWS-StartSSHSession). Meant as an OpenSSH ProxyCommand:
 
 TARGET is an instance id (i-…), a managed node id (mi-…), the value of a
 Name tag (web-1), or tag:Key=Value. Names and tags are looked up with
-ssm:DescribeInstanceInformation and must match one online node.
+ssm:DescribeInstanceInformation and must match one online node. A TARGET
+spelt like a command goes after --: ssm-proxy -- list %%p.
 
 Commands:
 %s

@@ -383,3 +383,16 @@ func TestDialFailure(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestTargetNamedLikeCommand: after --, a TARGET spelt like a command is
+// the ProxyCommand's TARGET.
+func TestTargetNamedLikeCommand(t *testing.T) {
+	startEmulator(t, ssmtest.Options{
+		TargetAddr: bannerServer(t, false),
+		Instances:  []ssmtest.Instance{{ID: "i-0123456789abcdef0", Name: "list"}},
+	})
+	code, stdout, stderr := runCLI(t, "", "--session-log", "off", "--", "list", "22")
+	if code != exitOK || stdout != sshBanner {
+		t.Errorf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
+	}
+}
