@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -179,6 +180,7 @@ type sessionFactory struct {
 	dialer      *websocket.Dialer
 	refresh     func()
 	streamHosts []string
+	predialURL  string
 }
 
 // prepare resolves the AWS configuration and the target (u.target → u.id).
@@ -198,9 +200,11 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
+	ssmEndpoint := aws.ToString(api.Options().BaseEndpoint)
 	sf := &sessionFactory{
 		o: o, log: log, cfg: cfg, api: api, dialer: dialer,
-		streamHosts: awscfg.StreamHosts(cfg, aws.ToString(api.Options().BaseEndpoint)),
+		streamHosts: awscfg.StreamHosts(cfg, ssmEndpoint),
+		predialURL:  predictStreamURL(cfg.Region, ssmEndpoint, awscfg.MessagesEndpoint(cfg)),
 	}
 	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
 		sf.refresh = cc.Invalidate
@@ -221,6 +225,7 @@ func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInpu
 	po.DeadPeerTimeout = sf.o.deadPeer
 	po.RefreshCredentials = sf.refresh
 	po.StreamHosts = sf.streamHosts
+	po.PredialURL = sf.predialURL
 	po.Logger = sf.log
 	po.Dialer = sf.dialer
 	sess, err := proxy.Start(ctx, sf.api, sf.cfg.Credentials, sf.cfg.Region, in, po)
@@ -285,4 +290,34 @@ func sessionStdio(stdin io.Reader, stdout io.Writer, log *slog.Logger) (in io.Re
 		log.Debug("stdin and stdout are in the poller; running on one P")
 	}
 	return in, out, restore
+}
+
+// predictStreamURL is where StartSession's StreamUrl will point, so that
+// the websocket's TCP and TLS handshakes can start while StartSession is in
+// flight (proxy.Options.PredialURL): the regional messages endpoint, whose
+// connection the dialer sends to the ssmmessages override if there is one;
+// or, with only an SSM endpoint override, that host (an emulator, or a
+// gateway serving both). A wrong guess costs one unused connection.
+func predictStreamURL(region, ssmEndpoint, messagesEndpoint string) string {
+	wsScheme := func(endpoint string) string {
+		if strings.HasPrefix(endpoint, "http://") {
+			return "ws"
+		}
+		return "wss"
+	}
+	regional := "ssmmessages." + region + ".amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		regional += ".cn"
+	}
+	switch {
+	case messagesEndpoint != "":
+		return wsScheme(messagesEndpoint) + "://" + regional
+	case ssmEndpoint != "":
+		u, err := url.Parse(ssmEndpoint)
+		if err != nil || u.Host == "" {
+			return ""
+		}
+		return wsScheme(ssmEndpoint) + "://" + u.Host
+	}
+	return "wss://" + regional
 }

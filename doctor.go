@@ -230,6 +230,7 @@ func (d *doctorRun) checkSession(ctx context.Context) bool {
 	}, proxy.Options{
 		ResumeBudget:     15 * time.Second,
 		HandshakeTimeout: doctorHandshakeTimeout,
+		StreamHosts:      awscfg.StreamHosts(d.cfg, aws.ToString(d.api.Options().BaseEndpoint)),
 		Logger:           d.log,
 		Dialer:           dialer,
 		OnEvent: func(ev proxy.Event) {

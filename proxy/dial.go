@@ -3,10 +3,13 @@ package proxy
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -106,6 +109,15 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 	var bc *batchConn
 	d := *s.dialer
 	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c })
+	if pre := s.takePredial(u); pre != nil {
+		// The connection opened while StartSession was in flight.
+		bc = pre.bc
+		if pre.tls {
+			d.NetDialTLSContext = func(context.Context, string, string) (net.Conn, error) { return pre.conn, nil }
+		} else {
+			d.NetDialContext = func(context.Context, string, string) (net.Conn, error) { return pre.conn, nil }
+		}
+	}
 	ws, resp, err := d.DialContext(ctx, streamURL, h)
 	if err != nil {
 		if resp != nil {
@@ -157,4 +169,119 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 		return nil, fmt.Errorf("send open data channel: %w", err)
 	}
 	return l, nil
+}
+
+// predialed is a connection to the messages endpoint opened while
+// StartSession is in flight: its host follows from the region and the
+// endpoint configuration, so the websocket's TCP and TLS handshakes need
+// not wait for the StreamUrl (Options.PredialURL). Nothing is sent on it
+// before the StreamUrl has been checked and found to name the same host.
+type predialed struct {
+	hostPort string // the host and port dialed
+	tls      bool
+	conn     net.Conn // *tls.Conn over bc, or bc itself
+	bc       *batchConn
+	err      error
+}
+
+// startPredial opens a connection to raw's host in the background, unless
+// an HTTP proxy applies (gorilla then tunnels through it itself).
+func (s *Session) startPredial(ctx context.Context, raw string) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
+		return
+	}
+	if s.dialer.Proxy != nil {
+		req := &http.Request{URL: &url.URL{Scheme: strings.Replace(u.Scheme, "ws", "http", 1), Host: u.Host}}
+		if p, err := s.dialer.Proxy(req); err != nil || p != nil {
+			return
+		}
+	}
+	ch := make(chan *predialed, 1)
+	s.predial = ch
+	log := s.log
+	go func() { ch <- s.predialOnce(ctx, u, log) }()
+}
+
+func (s *Session) predialOnce(ctx context.Context, u *url.URL, log *slog.Logger) *predialed {
+	p := &predialed{hostPort: hostPort(u), tls: u.Scheme == "wss"}
+	ctx, cancel := context.WithTimeout(ctx, s.dialer.HandshakeTimeout)
+	defer cancel()
+	dial := s.dialer.NetDialContext
+	if dial == nil {
+		dial = (&net.Dialer{}).DialContext
+	}
+	raw, err := dial(ctx, "tcp", p.hostPort)
+	if err != nil {
+		p.err = err
+		return p
+	}
+	p.bc = newBatchConn(raw)
+	p.conn = p.bc
+	if p.tls {
+		cfg := &tls.Config{}
+		if s.dialer.TLSClientConfig != nil {
+			cfg = s.dialer.TLSClientConfig.Clone()
+		}
+		if cfg.ServerName == "" {
+			cfg.ServerName = u.Hostname()
+		}
+		cfg.NextProtos = nil // HTTP/1.1 for the upgrade
+		tc := tls.Client(p.bc, cfg)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			p.err = err
+			return p
+		}
+		p.conn = tc
+	}
+	log.Debug("messages endpoint connected while StartSession was in flight", "host", p.hostPort)
+	return p
+}
+
+// takePredial returns the predialed connection if it reached u's host and
+// port, waiting for it if it is still being opened; any other is closed.
+// Only the first dial looks.
+func (s *Session) takePredial(u *url.URL) *predialed {
+	if s.predial == nil {
+		return nil
+	}
+	p := <-s.predial
+	s.predial = nil
+	switch {
+	case p.err != nil:
+		s.log.Debug("early connection to the messages endpoint failed; dialing again", "err", p.err)
+		return nil
+	case p.hostPort != hostPort(u) || p.tls != (u.Scheme == "wss"):
+		s.log.Debug("the stream URL names another host than expected; dialing it", "expected", p.hostPort)
+		p.conn.Close()
+		return nil
+	}
+	return p
+}
+
+// dropPredial closes the early connection if no dial took it, without
+// waiting for it to finish opening.
+func (s *Session) dropPredial() {
+	ch := s.predial
+	s.predial = nil
+	if ch != nil {
+		go func() {
+			if p := <-ch; p.conn != nil {
+				p.conn.Close()
+			}
+		}()
+	}
+}
+
+// hostPort is u's host and port, with the scheme's default port.
+func hostPort(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "443"
+		if u.Scheme == "ws" || u.Scheme == "http" {
+			port = "80"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
 }

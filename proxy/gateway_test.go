@@ -49,6 +49,9 @@ type gateway struct {
 	paths     []string // request URIs of every upgrade, in order
 	resumes   int
 	terminate int
+	tcpConns  atomic.Int32 // TCP connections accepted
+	// onStart, if set, runs inside StartSession; an error fails it.
+	onStart func() error
 	// resume answers ResumeSession; nil means a fresh token and no new URL.
 	resume func(n int) (*ssm.ResumeSessionOutput, error)
 }
@@ -56,7 +59,7 @@ type gateway struct {
 func newGateway(t *testing.T) *gateway {
 	g := &gateway{t: t, conns: make(chan *gwConn, 16)}
 	up := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }}
-	g.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	g.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		g.mu.Lock()
 		g.paths = append(g.paths, r.URL.RequestURI())
 		refuse := g.refuse
@@ -84,6 +87,12 @@ func newGateway(t *testing.T) *gateway {
 		go c.readLoop()
 		g.conns <- c
 	}))
+	g.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			g.tcpConns.Add(1)
+		}
+	}
+	g.srv.Start()
 	t.Cleanup(g.srv.Close)
 	return g
 }
@@ -94,6 +103,11 @@ func (g *gateway) url(cell int) string {
 }
 
 func (g *gateway) StartSession(context.Context, *ssm.StartSessionInput, ...func(*ssm.Options)) (*ssm.StartSessionOutput, error) {
+	if g.onStart != nil {
+		if err := g.onStart(); err != nil {
+			return nil, err
+		}
+	}
 	return &ssm.StartSessionOutput{SessionId: aws.String("s-1"), StreamUrl: aws.String(g.url(0)), TokenValue: aws.String("token-0")}, nil
 }
 
@@ -916,4 +930,69 @@ func TestMinClientVersionEmulator(t *testing.T) {
 	if st := stIdle(t, emu); st.ClientVersionRefusals != 1 {
 		t.Errorf("emulator refusals %d, want 1", st.ClientVersionRefusals)
 	}
+}
+
+// TestGatewayPredial: with PredialURL naming the stream host, the
+// websocket uses the connection opened while StartSession was in flight —
+// one TCP connection in all — and a predial to another host is closed
+// unused, nothing sent on it.
+func TestGatewayPredial(t *testing.T) {
+	t.Run("same host", func(t *testing.T) {
+		g := newGateway(t)
+		// StartSession answers only once the predial has connected: the
+		// websocket's TCP handshake ran while it was in flight.
+		g.onStart = func() error {
+			deadline := time.Now().Add(gwWait)
+			for g.tcpConns.Load() == 0 {
+				if time.Now().After(deadline) {
+					return errors.New("no connection to the messages endpoint while StartSession was in flight")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			return nil
+		}
+		_, _, _, _ = g.start(proxy.Options{PredialURL: g.url(0)})
+		c := g.accept()
+		c.handshake()
+		if n := g.tcpConns.Load(); n != 1 {
+			t.Errorf("%d TCP connections to the gateway, want 1 (the predialed one)", n)
+		}
+	})
+	t.Run("other host", func(t *testing.T) {
+		got := make(chan int, 1)
+		other := testServe(t, func(c net.Conn) {
+			n, _ := io.Copy(io.Discard, c)
+			got <- int(n)
+		})
+		g := newGateway(t)
+		_, _, _, _ = g.start(proxy.Options{PredialURL: "ws://" + other + "/"})
+		g.accept().handshake()
+		select {
+		case n := <-got:
+			if n != 0 {
+				t.Errorf("%d bytes sent on the predial to the wrong host", n)
+			}
+		case <-time.After(gwWait):
+			t.Fatal("the unused predial was not closed")
+		}
+	})
+}
+
+// testServe accepts connections on loopback and hands each to serve.
+func testServe(t *testing.T, serve func(net.Conn)) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() { defer c.Close(); serve(c) }()
+		}
+	}()
+	return ln.Addr().String()
 }

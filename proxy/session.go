@@ -85,6 +85,11 @@ type Options struct {
 	// OnEvent, if set, is called from the session's goroutine on state
 	// changes (for measurement); it must not block.
 	OnEvent func(Event)
+	// PredialURL, if set, is where the StreamUrl is expected to point (its
+	// scheme, host and port matter): the websocket's TCP and TLS handshakes
+	// to it start while StartSession is in flight, saving their round trips
+	// when the StreamUrl names that host (§0). No proxy may apply.
+	PredialURL string
 	// StreamHosts are hosts the user configured (the ssmmessages and SSM
 	// endpoint overrides) to which a StreamUrl may point besides the AWS
 	// messages endpoints of the session's region (§15.3).
@@ -210,7 +215,8 @@ type Session struct {
 	clientID  protocol.UUID
 	id        string
 	streamURL string
-	token     string // from StartSession; never logged
+	token     string          // from StartSession; never logged
+	predial   chan *predialed // the early connection (Options.PredialURL); first dial only
 
 	credsMu   sync.Mutex
 	lastCreds aws.Credentials // the last that signed an upgrade; never logged
@@ -263,6 +269,9 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	if s.clientID, err = protocol.NewUUID(crand.Reader); err != nil {
 		return nil, err
 	}
+	if opts.PredialURL != "" {
+		s.startPredial(context.WithoutCancel(ctx), opts.PredialURL)
+	}
 	sctx, cancel := context.WithTimeout(ctx, startTimeout)
 	defer cancel()
 	out, err := api.StartSession(sctx, &ssm.StartSessionInput{
@@ -272,12 +281,14 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 		Parameters:   in.Parameters,
 	})
 	if err != nil {
+		s.dropPredial()
 		return nil, fmt.Errorf("start session: %w", err)
 	}
 	s.id = aws.ToString(out.SessionId)
 	s.streamURL = aws.ToString(out.StreamUrl)
 	s.token = aws.ToString(out.TokenValue)
 	if s.id == "" || s.streamURL == "" || s.token == "" {
+		s.dropPredial()
 		if s.id != "" {
 			s.terminate(ctx)
 		}
@@ -285,6 +296,7 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	}
 	// Refuse a stream URL before anything is signed for it (§15.3).
 	if _, err := checkStreamURL(s.streamURL, s.region, s.opts.StreamHosts); err != nil {
+		s.dropPredial()
 		s.terminate(ctx)
 		return nil, err
 	}
@@ -345,6 +357,18 @@ func (s *Session) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) er
 	go readStdin(ctx, stdin, lp.stdin)
 	err := lp.run(ctx)
 	lp.stopping = true
+	cancel() // a resume in flight gives up
+	if lp.resuming {
+		select {
+		case r := <-lp.resumed:
+			if r.link != nil {
+				r.link.ws.Close()
+			}
+		case <-time.After(closeGrace):
+		}
+	} else {
+		s.dropPredial() // the first dial never happened
+	}
 	if !lp.remoteClosed {
 		if lp.link != nil && lp.established {
 			lp.sendFlag(protocol.FlagTerminateSession)

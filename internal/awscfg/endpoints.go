@@ -19,3 +19,8 @@ func StreamHosts(cfg aws.Config, ssmEndpoint string) []string {
 	}
 	return hosts
 }
+
+// MessagesEndpoint is the ssmmessages endpoint override
+// (AWS_ENDPOINT_URL_SSMMESSAGES or the profile's services section), "" if
+// none.
+func MessagesEndpoint(cfg aws.Config) string { return ssmMessagesEndpoint(cfg) }
