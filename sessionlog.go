@@ -46,8 +46,9 @@ const (
 
 // sessionLogState is what the session log needs of one ProxyCommand run.
 type sessionLogState struct {
-	flag  string // --session-log
-	sess  *proxy.Session
+	flag     string // --session-log
+	sess     *proxy.Session
+	document string
 	cfg   aws.Config
 	creds aws.Credentials // the ones that opened the session; never logged
 	start time.Time
@@ -60,11 +61,12 @@ func (c *cli) sessionLogFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.sessionLog.flag, "session-log", "", "")
 }
 
-// sessionStarted records sess for the session log. connect calls it as
-// soon as the session has started (sf.start returned it).
-func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.Config) {
+// sessionStarted records sess, started with document, for the session
+// log. connect (and connectTo for --to) calls it as soon as the session
+// has started (sf.start returned it).
+func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.Config, document string) {
 	st := &c.sessionLog
-	st.sess, st.cfg, st.start = sess, cfg, c.clock()
+	st.sess, st.cfg, st.start, st.document = sess, cfg, c.clock(), document
 	if cfg.Credentials == nil {
 		return
 	}
@@ -80,7 +82,7 @@ func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.C
 // sessionStarted, if any, to the session log. proxyCommand calls it with
 // the run's error and exit status. A log that cannot be written is a
 // warning, never a changed exit status.
-func (c *cli) sessionEnded(ctx context.Context, o options, u *used, err error, code int, log *slog.Logger) {
+func (c *cli) sessionEnded(ctx context.Context, u *used, err error, code int, log *slog.Logger) {
 	st := &c.sessionLog
 	if st.sess == nil {
 		return
@@ -103,7 +105,7 @@ func (c *cli) sessionEnded(ctx context.Context, o options, u *used, err error, c
 		Target:    u.target,
 		TargetID:  u.id,
 		SessionID: st.sess.ID(),
-		Document:  o.document,
+		Document:  st.document,
 		BytesUp:   stats.BytesUp,
 		BytesDown: stats.BytesDown,
 		Resumes:   stats.Resumes,

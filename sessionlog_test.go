@@ -38,7 +38,7 @@ func loggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endEr
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.sessionStarted(ctx, sess, sf.cfg)
+	c.sessionStarted(ctx, sess, sf.cfg, o.document)
 	var out bytes.Buffer
 	err = sess.Run(ctx, strings.NewReader(stdin), &out)
 	if endErr != nil {
@@ -48,7 +48,7 @@ func loggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endEr
 	if err != nil {
 		code = exitCode(err)
 	}
-	c.sessionEnded(ctx, o, u, err, code, log)
+	c.sessionEnded(ctx, u, err, code, log)
 	if strings.Contains(stderr.String(), "warning") {
 		t.Errorf("stderr:\n%s", stderr.String())
 	}
@@ -132,7 +132,7 @@ func TestSessionLogEnds(t *testing.T) {
 	o := options{document: "AWS-StartSSHSession"}
 	u := &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}
 	loggedSession(t, c, o, u, "", nil)
-	c.sessionEnded(context.Background(), o, u, nil, exitOK, slog.New(slog.DiscardHandler)) // no second line
+	c.sessionEnded(context.Background(), u, nil, exitOK, slog.New(slog.DiscardHandler)) // no second line
 	if es := logEntries(t, path); len(es) != 1 {
 		t.Fatalf("%d entries for one session", len(es))
 	}
@@ -194,7 +194,7 @@ func TestSessionLogOff(t *testing.T) {
 
 	// Without sessionStarted (no session was opened) nothing is logged.
 	t.Setenv(sessionLogEnv, "")
-	(&cli{}).sessionEnded(context.Background(), o, u, errors.New("no session"), exitError, slog.New(slog.DiscardHandler))
+	(&cli{}).sessionEnded(context.Background(), u, errors.New("no session"), exitError, slog.New(slog.DiscardHandler))
 	if _, err := os.Stat(path); err == nil {
 		t.Errorf("a line for a session that never started")
 	}
