@@ -49,9 +49,9 @@ type sessionLogState struct {
 	flag     string // --session-log
 	sess     *proxy.Session
 	document string
-	cfg   aws.Config
-	creds aws.Credentials // the ones that opened the session; never logged
-	start time.Time
+	cfg      aws.Config
+	creds    aws.Credentials // the ones that opened the session; never logged
+	start    time.Time
 }
 
 // sessionLogFlags registers --session-log PATH|off, starting the run's
