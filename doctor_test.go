@@ -146,11 +146,11 @@ func TestDoctorFailures(t *testing.T) {
 func TestDoctorUsage(t *testing.T) {
 	for _, args := range [][]string{{"doctor"}, {"doctor", "a", "22", "x"}, {"doctor", "web-1", "ssh"}, {"doctor", "--nope", "web-1"}} {
 		code, stdout, stderr := runCLI(t, "", args...)
-		if code != exitUsage || stdout != "" || !strings.Contains(stderr, "Usage: ssm-proxy") {
+		if code != exitUsage || stdout != "" || !strings.Contains(stderr, "`ssm-proxy doctor --help`") {
 			t.Errorf("%q: exit %d stdout %q stderr %q", args, code, stdout, stderr)
 		}
 	}
-	if code, _, stderr := runCLI(t, "", "doctor", "-h"); code != exitOK || !strings.Contains(stderr, "doctor") {
+	if code, stdout, _ := runCLI(t, "", "doctor", "-h"); code != exitOK || !strings.Contains(stdout, "doctor") {
 		t.Errorf("doctor -h: exit %d", code)
 	}
 }

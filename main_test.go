@@ -2,11 +2,14 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"flag"
 	"io"
 	"net"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -127,19 +130,41 @@ func checkOneError(t *testing.T, stderr string, want ...string) {
 	}
 }
 
+// TestUsageErrors: bad usage is one error line and a pointer to --help
+// on stderr, nothing on stdout, exit 2; not the whole usage text.
 func TestUsageErrors(t *testing.T) {
 	cases := []struct {
 		name string
 		args []string
-		want string
+		want []string
 	}{
-		{"no args", nil, "want TARGET and PORT, got 0"},
-		{"one arg", []string{"i-0123456789abcdef0"}, "want TARGET and PORT, got 1"},
-		{"three args", []string{"a", "22", "x"}, "got 3"},
-		{"bad port", []string{"i-0123456789abcdef0", "ssh"}, `invalid PORT "ssh"`},
-		{"port zero", []string{"i-0123456789abcdef0", "0"}, `invalid PORT "0"`},
-		{"port too big", []string{"i-0123456789abcdef0", "65536"}, `invalid PORT "65536"`},
-		{"unknown flag", []string{"--nope", "i-1", "22"}, "flag provided but not defined"},
+		{"no args", nil, []string{"want TARGET and PORT, got 0", "`ssm-proxy --help`"}},
+		{"one arg", []string{"i-0123456789abcdef0"}, []string{"want TARGET and PORT, got 1"}},
+		{"three args", []string{"a", "22", "x"}, []string{"got 3"}},
+		{"bad port", []string{"i-0123456789abcdef0", "ssh"}, []string{`invalid PORT "ssh"`}},
+		{"port zero", []string{"i-0123456789abcdef0", "0"}, []string{`invalid PORT "0"`}},
+		{"port too big", []string{"i-0123456789abcdef0", "65536"}, []string{`invalid PORT "65536"`}},
+		{"unknown flag", []string{"--nope", "i-1", "22"}, []string{"flag provided but not defined: -nope", "`ssm-proxy --help`"}},
+		{"flag value missing", []string{"--profile"}, []string{"flag needs an argument: -profile"}},
+		{"bad duration", []string{"--resume-timeout", "soon", "i-1", "22"}, []string{`invalid value "soon" for flag -resume-timeout`}},
+		{"flag after args", []string{"i-0123456789abcdef0", "22", "-v"}, []string{"flag -v comes after the arguments; flags go first: ssm-proxy [flags] TARGET PORT"}},
+		{"flag between args", []string{"i-0123456789abcdef0", "--region", "eu-west-1", "22"}, []string{"flag --region comes after the arguments"}},
+		{"misspelt command", []string{"lsit"}, []string{`unknown command "lsit"`, "did you mean `ssm-proxy list`?"}},
+		{"abbreviated command", []string{"doc"}, []string{"did you mean `ssm-proxy doctor`?"}},
+		{"command after flags", []string{"-v", "--region", "eu-west-1", "list"}, []string{"the command list comes after flags", "`ssm-proxy list -v --region eu-west-1`"}},
+		{"command after flags with target", []string{"-v", "doctor", "web-1"}, []string{"the command doctor comes after flags", "`ssm-proxy doctor -v web-1`"}},
+		{"command after flags it does not take", []string{"-v", "--document", "X", "version"}, []string{"`ssm-proxy version`"}},
+		{"doctor flag after args", []string{"doctor", "web-1", "-v"}, []string{"flags go first: ssm-proxy doctor [flags] TARGET [PORT]", "`ssm-proxy doctor --help`"}},
+		{"doctor unknown flag", []string{"doctor", "--nope", "web-1"}, []string{"flag provided but not defined: -nope", "`ssm-proxy doctor --help`"}},
+		{"list argument", []string{"list", "web-1"}, []string{`list: unexpected argument "web-1" (to narrow the list: --filter web-1)`}},
+		{"list bad filter", []string{"list", "--filter", "tag:Env"}, []string{"list: --filter: invalid target", "tag:Key=Value"}},
+		{"help two", []string{"help", "a", "b"}, []string{"help: want at most one COMMAND"}},
+		{"help unknown", []string{"help", "nosuch"}, []string{`unknown command "nosuch"`}},
+		{"version argument", []string{"version", "x"}, []string{`version: unexpected argument "x"`}},
+		{"completion no shell", []string{"completion"}, []string{"completion: want one shell (bash, zsh, fish, powershell)"}},
+		{"completion unknown shell", []string{"completion", "tcsh"}, []string{`unknown shell "tcsh"`}},
+		{"ssh-config argument", []string{"ssh-config", "extra"}, []string{`ssh-config: unexpected argument "extra"`}},
+		{"ssh-config file without install", []string{"ssh-config", "--file", "x"}, []string{"--file and --replace go with --install"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -150,21 +175,105 @@ func TestUsageErrors(t *testing.T) {
 			if stdout != "" {
 				t.Errorf("stdout = %q, want nothing", stdout)
 			}
-			if !strings.Contains(stderr, c.want) || !strings.Contains(stderr, "Usage: ssm-proxy") {
-				t.Errorf("stderr lacks %q and usage:\n%s", c.want, stderr)
+			checkOneError(t, stderr, c.want...)
+			if strings.Contains(stderr, "Usage:") {
+				t.Errorf("a usage error prints the whole usage:\n%s", stderr)
+			}
+			for _, l := range strings.Split(strings.TrimSpace(stderr), "\n") {
+				if !strings.HasPrefix(l, "ssm-proxy: error: ") && !strings.HasPrefix(l, "ssm-proxy: hint: ") {
+					t.Errorf("stray line %q", l)
+				}
+			}
+			if n := strings.Count(stderr, "\n"); n != 2 {
+				t.Errorf("%d lines, want an error and a hint:\n%s", n, stderr)
 			}
 		})
 	}
 }
 
-func TestHelpAndVersion(t *testing.T) {
-	code, stdout, stderr := runCLI(t, "", "--help")
-	if code != exitOK || stdout != "" || !strings.Contains(stderr, "Exit status") {
-		t.Errorf("--help: exit %d stdout %q stderr %q", code, stdout, stderr)
+// TestHelp: --help, -h, help and help COMMAND print to stdout and exit 0;
+// each command has its own help, and the overview lists every command.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}, {"help"}} {
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != exitOK || stderr != "" || stdout != topUsage() {
+			t.Errorf("%q: exit %d stderr %q stdout:\n%s", args, code, stderr, stdout)
+		}
 	}
-	code, stdout, _ = runCLI(t, "", "--version")
-	if code != exitOK || !strings.HasPrefix(stdout, "ssm-proxy ") {
-		t.Errorf("--version: exit %d stdout %q", code, stdout)
+	overview := topUsage()
+	for _, cmd := range commands() {
+		if cmd.hidden {
+			if strings.Contains(overview, cmd.name) {
+				t.Errorf("the overview lists hidden %s", cmd.name)
+			}
+			continue
+		}
+		if !strings.Contains(overview, "    "+cmd.name+" ") {
+			t.Errorf("the overview does not list %s", cmd.name)
+		}
+		if !strings.HasPrefix(cmd.usage, "Usage: ssm-proxy "+cmd.name) {
+			t.Errorf("%s: usage starts %q", cmd.name, strings.SplitN(cmd.usage, "\n", 2)[0])
+		}
+		for _, args := range [][]string{{"help", cmd.name}, {cmd.name, "--help"}, {cmd.name, "-h"}} {
+			code, stdout, stderr := runCLI(t, "", args...)
+			if code != exitOK || stderr != "" || stdout != cmd.usage {
+				t.Errorf("%q: exit %d stderr %q stdout:\n%s", args, code, stderr, stdout)
+			}
+		}
+	}
+}
+
+// TestFlagsMatchUsage: every flag a command defines is in its help, and
+// every flag its help names is defined; the flag sets are the commands'
+// own, caught the way completion catches them.
+func TestFlagsMatchUsage(t *testing.T) {
+	flagRE := regexp.MustCompile(`(?:^|[\s,\[(])(--?[a-z][a-z0-9-]*)`)
+	c := &cli{}
+	for _, cmd := range append([]command{proxyCommandEntry()}, commands()...) {
+		if cmd.hidden {
+			continue
+		}
+		name := cmd.name
+		usage := usageOf(name)
+		t.Run(cmp.Or(name, "proxy"), func(t *testing.T) {
+			fs := c.flagsOf(context.Background(), name)
+			if fs == nil {
+				t.Fatal("no flag set caught")
+			}
+			defined := map[string]bool{}
+			fs.VisitAll(func(f *flag.Flag) { defined[f.Name] = true })
+			documented := map[string]bool{}
+			for _, l := range strings.Split(usage, "\n") {
+				if strings.Contains(l, "ProxyCommand") {
+					continue // an example of the ProxyCommand's own flags
+				}
+				l = regexp.MustCompile("ssm-proxy --?[a-z-]+").ReplaceAllString(l, "")
+				for _, m := range flagRE.FindAllStringSubmatch(l, -1) {
+					documented[strings.TrimLeft(m[1], "-")] = true
+				}
+			}
+			delete(documented, "h")
+			delete(documented, "help")
+			for f := range defined {
+				if !documented[f] {
+					t.Errorf("flag %s is not in the help", f)
+				}
+			}
+			for f := range documented {
+				if !defined[f] {
+					t.Errorf("the help names -%s, which is not defined", f)
+				}
+			}
+		})
+	}
+}
+
+func TestVersion(t *testing.T) {
+	for _, args := range [][]string{{"--version"}, {"version"}} {
+		code, stdout, stderr := runCLI(t, "", args...)
+		if code != exitOK || stderr != "" || stdout != "ssm-proxy "+version()+"\n" {
+			t.Errorf("%q: exit %d stdout %q stderr %q", args, code, stdout, stderr)
+		}
 	}
 }
 
@@ -272,5 +381,18 @@ func TestDialFailure(t *testing.T) {
 	}
 	if st := emu.Stats(); st.Active != 0 || st.Endings[ssmtest.EndDialFailed] != 1 {
 		t.Errorf("stats %+v", st)
+	}
+}
+
+// TestTargetNamedLikeCommand: after --, a TARGET spelt like a command is
+// the ProxyCommand's TARGET.
+func TestTargetNamedLikeCommand(t *testing.T) {
+	startEmulator(t, ssmtest.Options{
+		TargetAddr: bannerServer(t, false),
+		Instances:  []ssmtest.Instance{{ID: "i-0123456789abcdef0", Name: "list"}},
+	})
+	code, stdout, stderr := runCLI(t, "", "--session-log", "off", "--", "list", "22")
+	if code != exitOK || stdout != sshBanner {
+		t.Errorf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
 	}
 }

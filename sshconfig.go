@@ -1,115 +1,195 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io/fs"
+	"log/slog"
 	"os"
-	"os/exec"
+	"os/user"
 	"path/filepath"
-	"regexp"
 	"runtime"
 	"strings"
-	"time"
 
-	"github.com/kevinburke/ssh_config"
-
-	"github.com/ssm-proxy/ssm-proxy/internal/fsutil"
-	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
+	"github.com/ssm-proxy/ssm-proxy/internal/sshconfig"
 )
 
-// sshConfig runs `ssm-proxy ssh-config [--install] [--file PATH] [flags]`:
-// it prints the ssh_config block, or adds it to the file when no block
-// there already routes the same hosts.
-func (c *cli) sshConfig(_ context.Context, args []string) int {
-	var o options
-	var install bool
-	var file string
+// sshConfigOptions are the flags of `ssm-proxy ssh-config`.
+type sshConfigOptions struct {
+	options
+	install, replace, multiplex bool
+	file                        string
+}
+
+// sshConfig runs `ssm-proxy ssh-config [--install [--file PATH]] [flags]`:
+// it prints the ssh_config block, or installs it (internal/sshconfig) and
+// says what ssh will now use.
+func (c *cli) sshConfig(ctx context.Context, args []string) int {
+	var o sshConfigOptions
 	fs := c.newFlagSet("ssm-proxy ssh-config")
 	o.flags(fs)
-	fs.BoolVar(&install, "install", false, "")
-	fs.StringVar(&file, "file", "", "")
+	fs.BoolVar(&o.install, "install", false, "")
+	fs.StringVar(&o.file, "file", "", "")
+	fs.BoolVar(&o.replace, "replace", false, "")
+	fs.BoolVar(&o.multiplex, "multiplex", false, "")
+	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
+	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
+	fs.Var(&o.pushKey, "push-key", "")
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
-	if fs.NArg() != 0 {
+	switch {
+	case fs.NArg() != 0:
 		return c.usageError(fmt.Errorf("ssh-config: unexpected argument %q", fs.Arg(0)))
+	case !o.install && (o.file != "" || o.replace):
+		return c.usageError(errors.New("ssh-config: --file and --replace go with --install"))
 	}
 	program := proxyProgram
 	if c.program != nil {
 		program = c.program
 	}
-	blocks := sshBlocks(program(), o)
-	if !install {
-		c.stdout.Write(renderBlocks(blocks))
+	blocks, err := sshBlocks(program(), o)
+	if err != nil {
+		return c.usageError(err)
+	}
+	if !o.install {
+		c.stdout.Write(sshconfig.Render(blocks, "\n"))
 		return exitOK
 	}
+	log := newLogger(c.stderr, o.verbose)
+	file := o.file
 	if file == "" {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			fmt.Fprintf(c.stderr, "ssm-proxy: error: find ~/.ssh/config: %v\n", err)
+		if file, err = c.defaultSSHConfig(ctx, log); err != nil {
+			printError(c.stderr, "find ~/.ssh/config: "+err.Error(), []string{"name the file with --file"})
 			return exitError
 		}
-		file = filepath.Join(home, ".ssh", "config")
 	}
-	msg, err := installSSHConfig(file, blocks, time.Now())
+	in := &sshconfig.Install{
+		File:    file,
+		Blocks:  blocks,
+		Replace: o.replace,
+		Exact:   o.profile != "" || o.region != "" || o.stripPrefix != "" || o.stripSuffix != "" || o.multiplex || o.pushKey.set,
+		SSH:     c.ssh,
+		Now:     c.clock(),
+		Log:     func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
+	}
+	res, err := in.Run(ctx)
 	if err != nil {
-		fmt.Fprintf(c.stderr, "ssm-proxy: error: %s\n", textutil.OneLine(err.Error()))
-		var ce *conflictError
-		if errors.As(err, &ce) {
-			for _, h := range ce.hints {
-				fmt.Fprintf(c.stderr, "ssm-proxy: hint: %s\n", h)
-			}
+		var ie *sshconfig.Error
+		if errors.As(err, &ie) {
+			printError(c.stderr, ie.Msg, ie.Hints)
+		} else {
+			printError(c.stderr, err.Error(), nil)
 		}
 		return exitError
 	}
-	fmt.Fprintf(c.stderr, "ssm-proxy: %s\n", msg)
+	for _, l := range res.Replaced {
+		printNote(c.stderr, fmt.Sprintf("commented out %s line %d: %s", l.File, l.Line, l.Text))
+	}
+	printNote(c.stderr, installMessage(res))
 	return exitOK
 }
 
-// sshBlock is one Host block of the generated configuration.
-type sshBlock struct {
-	comment  string
-	patterns string // Host line
-	proxy    string // ProxyCommand
-	samples  []string
+// installMessage says what an install did, as ssh -G confirmed it.
+func installMessage(res *sshconfig.Result) string {
+	var routes []string
+	seen := map[string]bool{}
+	for _, r := range res.Routes {
+		if seen[r.Patterns] {
+			continue
+		}
+		seen[r.Patterns] = true
+		where := "a line ssm-proxy could not locate"
+		if r.From != nil {
+			where = fmt.Sprintf("line %d", r.From.Line)
+			if r.From.File != res.File {
+				where = fmt.Sprintf("%s line %d", r.From.File, r.From.Line)
+			}
+		}
+		routes = append(routes, fmt.Sprintf("%s (%s)", r.Patterns, where))
+	}
+	if !res.Changed {
+		return fmt.Sprintf("%s already routes %s through ssm-proxy, as `ssh -G` confirms; nothing to do", res.File, strings.Join(routes, ", "))
+	}
+	var msg string
+	switch {
+	case res.Updated:
+		msg = fmt.Sprintf("updated ssm-proxy's block in %s", res.File)
+	case len(res.Added) > 0:
+		msg = fmt.Sprintf("added Host %s to %s", strings.Join(res.Added, ", Host "), res.File)
+	default:
+		msg = fmt.Sprintf("changed %s", res.File)
+	}
+	if res.Backup != "" {
+		msg += "; the previous file is " + res.Backup
+	}
+	return msg + "; `ssh -G` confirms it routes " + strings.Join(routes, ", ") + " through ssm-proxy"
 }
 
-// sshBlocks are the blocks for program, with the profile and region pinned
-// if given.
-func sshBlocks(program string, o options) []sshBlock {
-	cmd := quoteArg(program)
+// sshBlocks are the blocks for program and o: ids, and names with a
+// suffix (default .ssm) or prefix, with the profile, region and
+// --push-key pinned if given.
+func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
+	for flag, v := range map[string]string{"--strip-prefix": o.stripPrefix, "--strip-suffix": o.stripSuffix} {
+		if strings.ContainsAny(v, " \t\"'#*?!,%\\") {
+			return nil, fmt.Errorf("ssh-config: %s %q: a Host pattern part cannot hold white space, quotes or any of # * ? ! , %% \\", flag, v)
+		}
+	}
+	if o.multiplex && runtime.GOOS == "windows" {
+		return nil, errors.New("ssh-config: --multiplex: OpenSSH for Windows has no connection sharing (ControlMaster)")
+	}
+	cmd := sshArg(program)
 	if o.profile != "" {
-		cmd += " --profile " + quoteArg(o.profile)
+		cmd += " --profile " + sshArg(o.profile)
 	}
 	if o.region != "" {
-		cmd += " --region " + quoteArg(o.region)
+		cmd += " --region " + sshArg(o.region)
 	}
-	return []sshBlock{{
-		comment:  "ssh i-0123456789abcdef0, ssh mi-0123456789abcdef0: by id",
-		patterns: "i-* mi-*",
-		proxy:    cmd + " %h %p",
-		samples:  []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
+	if o.pushKey.set {
+		cmd += " --push-key"
+		if o.pushKey.value != "" {
+			cmd += "=" + sshArg(o.pushKey.value)
+		}
+		cmd += " --os-user %r"
+	}
+	common := []sshconfig.Option{{Key: "ServerAliveInterval", Value: "60"}}
+	if o.multiplex {
+		common = append(common,
+			sshconfig.Option{Key: "ControlMaster", Value: "auto"},
+			sshconfig.Option{Key: "ControlPath", Value: "~/.ssh/ssm-proxy-%C"},
+			sshconfig.Option{Key: "ControlPersist", Value: "10m"})
+	}
+	prefix, suffix := o.stripPrefix, o.stripSuffix
+	if prefix == "" && suffix == "" {
+		suffix = ".ssm"
+	}
+	name := cmd
+	if prefix != "" {
+		name += " --strip-prefix " + sshArg(prefix)
+	}
+	if suffix != "" {
+		name += " --strip-suffix " + sshArg(suffix)
+	}
+	sample := prefix + "web-1" + suffix
+	return []sshconfig.Block{{
+		Comment:  "ssh i-0123456789abcdef0, ssh mi-0123456789abcdef0: by id",
+		Patterns: "i-* mi-*",
+		Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: cmd + " %h %p"}}, common...),
+		Samples:  []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
 	}, {
 		// %n keeps the case of the name as typed; ssh lower-cases %h.
-		comment:  "ssh web-1.ssm: by Name tag",
-		patterns: "*.ssm",
-		proxy:    cmd + " --strip-suffix .ssm %n %p",
-		samples:  []string{"web-1.ssm"},
-	}}
+		Comment:  "ssh " + sample + ": by Name tag",
+		Patterns: prefix + "*" + suffix,
+		Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: name + " %n %p"}}, common...),
+		Samples:  []string{sample},
+	}}, nil
 }
 
-const sshHeader = "# ssm-proxy: ssh through AWS Systems Manager Session Manager\n"
-
-func renderBlocks(blocks []sshBlock) []byte {
-	var b bytes.Buffer
-	b.WriteString(sshHeader)
-	for _, bl := range blocks {
-		fmt.Fprintf(&b, "# %s\nHost %s\n    ProxyCommand %s\n", bl.comment, bl.patterns, bl.proxy)
-	}
-	return b.Bytes()
+// sshArg is s as one word of a ProxyCommand: quoted for the shell ssh
+// runs it with, and % doubled so that ssh does not expand it (a profile
+// named x%h stays x%h).
+func sshArg(s string) string {
+	return strings.ReplaceAll(quoteArg(s), "%", "%%")
 }
 
 // quoteArg quotes s, if needed, for the shell ssh runs ProxyCommand with
@@ -125,8 +205,14 @@ func quoteArg(s string) string {
 	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`, `$`, `\$`, "`", "\\`").Replace(s) + `"`
 }
 
+// safeDirs are the directories in the PATH of cron (/usr/bin:/bin) and of
+// applications started from a desktop (macOS adds /usr/sbin:/sbin): there
+// the bare name "ssm-proxy" is found wherever ssh runs.
+var safeDirs = []string{"/usr/bin", "/bin", "/usr/sbin", "/sbin"}
+
 // proxyProgram is how ProxyCommand should name this program: "ssm-proxy"
-// if that is what PATH finds, else the executable's absolute path.
+// if it is installed in one of safeDirs, else its absolute path, which ssh
+// finds from cron, an IDE or a login shell alike.
 func proxyProgram() string {
 	exe, err := os.Executable()
 	if err != nil {
@@ -135,157 +221,54 @@ func proxyProgram() string {
 	if resolved, err := filepath.EvalSymlinks(exe); err == nil {
 		exe = resolved
 	}
-	if p, err := exec.LookPath("ssm-proxy"); err == nil {
-		if resolved, err := filepath.EvalSymlinks(p); err == nil && resolved == exe {
+	if runtime.GOOS == "windows" {
+		return exe
+	}
+	for _, dir := range safeDirs {
+		if resolved, err := filepath.EvalSymlinks(filepath.Join(dir, "ssm-proxy")); err == nil && resolved == exe {
 			return "ssm-proxy"
 		}
 	}
 	return exe
 }
 
-// conflictError is a configuration ssm-proxy will not change by itself.
-type conflictError struct {
-	msg   string
-	hints []string
-}
-
-func (e *conflictError) Error() string { return e.msg }
-
-// Kinds of ProxyCommand found for a host.
-var (
-	ssmProxyCommand = regexp.MustCompile(`(^|[\s/\\'"])ssm-proxy(\.exe)?(["']?\s|["']?$)`)
-	awsCLICommand   = regexp.MustCompile(`\bssm\s+start-session\b|session-manager-plugin`)
-)
-
-// installSSHConfig adds the blocks that file does not already have and
-// says what it did. It refuses when the hosts are routed through another
-// ProxyCommand, which would take precedence (ssh uses the first value it
-// finds). The file is replaced atomically and the old one kept as a
-// timestamped backup.
-func installSSHConfig(file string, blocks []sshBlock, now time.Time) (string, error) {
-	if resolved, err := filepath.EvalSymlinks(file); err == nil {
-		file = resolved // keep a dotfile manager's symlink
+// defaultSSHConfig is ~/.ssh/config as ssh reads it: in the home
+// directory of the passwd database, which may differ from $HOME. When it
+// does, a note says which file is written.
+func (c *cli) defaultSSHConfig(ctx context.Context, log *slog.Logger) (string, error) {
+	lookup := c.passwdHome
+	if lookup == nil {
+		lookup = func() (string, error) { return passwdHomeDir(ctx, c.ssh) }
 	}
-	old, err := os.ReadFile(file)
-	perm := fs.FileMode(0o600)
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		old = nil
-	case err != nil:
-		return "", err
-	default:
-		if fi, err := os.Stat(file); err == nil {
-			perm = fi.Mode().Perm()
-		}
-	}
-	cfg, err := ssh_config.DecodeBytes(old)
+	home, err := lookup()
 	if err != nil {
-		return "", &conflictError{
-			msg:   fmt.Sprintf("cannot parse %s: %v", file, err),
-			hints: []string{"add the block by hand: `ssm-proxy ssh-config` prints it"},
-		}
-	}
-	var add []sshBlock
-	var have []string
-	for _, bl := range blocks {
-		present := true
-		for _, host := range bl.samples {
-			val, where := firstProxyCommand(cfg, host)
-			switch {
-			case val == "":
-				present = false
-			case ssmProxyCommand.MatchString(val):
-				have = append(have, fmt.Sprintf("%s (%s)", bl.patterns, where))
-			case awsCLICommand.MatchString(val):
-				return "", &conflictError{
-					msg: fmt.Sprintf("%s: %s already reaches %s hosts through `aws ssm start-session`", file, where, bl.patterns),
-					hints: []string{
-						fmt.Sprintf("to switch, replace that ProxyCommand with: ProxyCommand %s", bl.proxy),
-						"or delete that block and run `ssm-proxy ssh-config --install` again; ssm-proxy needs neither the AWS CLI nor the session-manager-plugin",
-					},
-				}
-			default:
-				return "", &conflictError{
-					msg:   fmt.Sprintf("%s: %s already sets ProxyCommand %q for %s, and ssh uses the first one it finds", file, where, val, host),
-					hints: []string{"add the ssm-proxy block above that one by hand: `ssm-proxy ssh-config` prints it"},
-				}
-			}
-		}
-		if !present {
-			add = append(add, bl)
-		}
-	}
-	if len(add) == 0 {
-		return fmt.Sprintf("%s already routes %s through ssm-proxy; nothing to do", file, strings.Join(uniq(have), ", ")), nil
-	}
-
-	var b bytes.Buffer
-	b.Write(old)
-	if len(old) > 0 {
-		if !bytes.HasSuffix(old, []byte("\n")) {
-			b.WriteByte('\n')
-		}
-		b.WriteByte('\n')
-	}
-	b.Write(renderBlocks(add))
-	if _, err := ssh_config.DecodeBytes(b.Bytes()); err != nil {
-		return "", fmt.Errorf("the new %s would not parse: %w", file, err)
-	}
-	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return "", err
 	}
-	backup := ""
-	if old != nil {
-		backup = fmt.Sprintf("%s.ssm-proxy-%s.bak", file, now.Format("20060102-150405"))
-		if err := fsutil.WriteFileAtomic(backup, old, perm); err != nil {
-			return "", fmt.Errorf("back up %s: %w", file, err)
-		}
+	file := filepath.Join(home, ".ssh", "config")
+	if env := os.Getenv("HOME"); env != "" && filepath.Clean(env) != filepath.Clean(home) {
+		printNote(c.stderr, fmt.Sprintf("ssh reads %s: ~ is the home directory in the passwd database (%s), not $HOME (%s); that is the file changed", file, home, env))
 	}
-	if err := fsutil.WriteFileAtomic(file, b.Bytes(), perm); err != nil {
-		return "", err
-	}
-	var pats []string
-	for _, bl := range add {
-		pats = append(pats, bl.patterns)
-	}
-	msg := fmt.Sprintf("added Host %s to %s", strings.Join(pats, ", Host "), file)
-	if backup != "" {
-		msg += "; the previous file is " + backup
-	}
-	return msg, nil
+	log.Debug("ssh config file", "file", file)
+	return file, nil
 }
 
-// firstProxyCommand is the ProxyCommand ssh would use for host, and where
-// it is set ("line N", or the line of the Include that brings it in).
-func firstProxyCommand(cfg *ssh_config.Config, host string) (value, where string) {
-	for _, h := range cfg.Hosts {
-		if !h.Matches(host) {
-			continue
-		}
-		for _, n := range h.Nodes {
-			switch n := n.(type) {
-			case *ssh_config.KV:
-				if strings.EqualFold(n.Key, "ProxyCommand") {
-					return n.Value, fmt.Sprintf("line %d", n.Pos().Line)
-				}
-			case *ssh_config.Include:
-				if v := n.Get(host, "ProxyCommand"); v != "" {
-					return v, fmt.Sprintf("a file included at line %d", n.Pos().Line)
-				}
+// passwdHomeDir is the home directory ssh expands ~ with: the passwd
+// entry of the current user (getpwuid). Where the user database cannot be
+// read (a static build and LDAP users), ssh itself is asked: it expands %d
+// in ControlPath to that directory. $HOME is the last resort.
+func passwdHomeDir(ctx context.Context, ssh func(context.Context, ...string) ([]byte, []byte, error)) (string, error) {
+	if u, err := user.Current(); err == nil && u.HomeDir != "" {
+		return u.HomeDir, nil
+	}
+	if ssh == nil {
+		ssh = sshconfig.ExecSSH
+	}
+	if out, _, err := ssh(ctx, "-G", "-F", os.DevNull, "-o", "ControlPath=%d", "localhost"); err == nil {
+		for _, l := range strings.Split(string(out), "\n") {
+			if d, ok := strings.CutPrefix(strings.TrimSpace(l), "controlpath "); ok && filepath.IsAbs(d) {
+				return d, nil
 			}
 		}
 	}
-	return "", ""
-}
-
-func uniq(ss []string) []string {
-	var out []string
-	seen := map[string]bool{}
-	for _, s := range ss {
-		if !seen[s] {
-			seen[s] = true
-			out = append(out, s)
-		}
-	}
-	return out
+	return os.UserHomeDir()
 }
