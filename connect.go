@@ -105,7 +105,7 @@ type used struct {
 
 // loadAWS resolves the AWS configuration for o.
 func (c *cli) loadAWS(ctx context.Context, o options, u *used, log *slog.Logger) (aws.Config, error) {
-	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log})
+	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log, Timeouts: c.awsTimeouts})
 	u.aws = info
 	return cfg, err
 }
@@ -121,7 +121,7 @@ func (c *cli) connect(ctx context.Context, o options, u *used, port string, log 
 		return errNoRegion
 	}
 	api := ssm.NewFromConfig(cfg)
-	if u.id, err = target.Resolve(ctx, api, u.target); err != nil {
+	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
 		return err
 	}
 	dialer, err := awscfg.Dialer(cfg)

@@ -22,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
@@ -124,6 +125,9 @@ type cli struct {
 	// bannerWait is how long doctor waits for the port's first bytes;
 	// zero means defaultBannerWait.
 	bannerWait time.Duration
+	// awsTimeouts bound the AWS API calls; zero fields mean awscfg's
+	// defaults.
+	awsTimeouts awscfg.Timeouts
 }
 
 type options struct {

@@ -440,8 +440,13 @@ func (e *EndpointError) Unwrap() error { return e.Err }
 func (e *EndpointError) Error() string {
 	what := e.Service + " " + e.Operation + ": "
 	host := e.Host
-	if host == "" {
+	switch {
+	case host == "":
 		host = "the endpoint"
+	case e.Setting != "":
+		host += " (" + e.Setting + ")"
+	default:
+		host += " (the default endpoint)"
 	}
 	via := ""
 	if e.Proxy != "" {

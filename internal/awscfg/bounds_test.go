@@ -80,7 +80,7 @@ func TestAttemptBound(t *testing.T) {
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3 (one per attempt)", n)
 	}
-	want := "SSM DescribeInstanceInformation: no answer from " + addr + " within 200ms, 3 attempts"
+	want := "SSM DescribeInstanceInformation: no answer from " + addr + " (AWS_ENDPOINT_URL_SSM) within 200ms, 3 attempts"
 	if ee.Error() != want {
 		t.Errorf("Error() = %q, want %q", ee.Error(), want)
 	}
