@@ -42,6 +42,8 @@ const (
 	// doctorResumeBudget is the session's resume budget: doctor's session
 	// lives seconds.
 	doctorResumeBudget = 15 * time.Second
+	// doctorIdentityTimeout bounds the STS question, which only informs.
+	doctorIdentityTimeout = 10 * time.Second
 )
 
 // Line marks.
@@ -256,7 +258,9 @@ func (d *doctorRun) checkIdentity(ctx context.Context) bool {
 	if stsCfg.Region == "" {
 		stsCfg.Region = "us-east-1" // STS answers identity questions anywhere
 	}
-	out, err := sts.NewFromConfig(stsCfg).GetCallerIdentity(ctx, &sts.GetCallerIdentityInput{})
+	ictx, cancel := context.WithTimeout(ctx, doctorIdentityTimeout)
+	defer cancel()
+	out, err := sts.NewFromConfig(stsCfg).GetCallerIdentity(ictx, &sts.GetCallerIdentityInput{})
 	var ae smithy.APIError
 	var ee *awscfg.EndpointError
 	switch {

@@ -116,7 +116,7 @@ const (
 func (b *bounds) apply(stack *middleware.Stack) error {
 	svc := "" // from the context, set by the SDK's generated clients
 	switch {
-	case has(stack.Finalize.List(), "APITokenProvider"):
+	case has(stack.Initialize.List(), "OperationTimeout"), has(stack.Finalize.List(), "APITokenProvider"):
 		svc = imdsService // the IMDS client sets no service id
 	case has(stack.Build.List(), "BuildEndpoint"):
 		svc = containerService
@@ -183,21 +183,27 @@ func (b *bounds) handleCall(ctx context.Context, svc, op string, in middleware.I
 	defer cs.stop()
 	ctx = middleware.WithStackValue(ctx, callStateKey{}, cs)
 	out, md, err := next.HandleInitialize(ctx, in)
-	if err != nil && parent.Err() == nil {
+	// A caller's deadline that came before the bound is the bound; a
+	// cancellation is the caller's business.
+	if err != nil && (parent.Err() == nil || errors.Is(parent.Err(), context.DeadlineExceeded)) {
 		err = b.explain(ctx, cs, err)
 	}
 	b.logCall(cs, err)
 	return out, md, err
 }
 
-// begin counts an attempt and starts the call's bound with the first.
-func (cs *callState) begin() {
+// begin counts an attempt and starts the call's bound with the first: the
+// budget, or what is left of the caller's deadline if that is less.
+func (cs *callState) begin(ctx context.Context) {
 	cs.mu.Lock()
 	defer cs.mu.Unlock()
 	cs.attempts++
 	cs.inFlight = true
 	if cs.timer == nil {
 		cs.started = time.Now()
+		if dl, ok := ctx.Deadline(); ok && time.Until(dl) < cs.budget {
+			cs.budget = time.Until(dl).Round(100 * time.Millisecond)
+		}
 		cs.timer = time.AfterFunc(cs.budget, func() { cs.cancel(errCallBudget) })
 	}
 }
@@ -256,7 +262,7 @@ func (b *bounds) handleAttempt(ctx context.Context, in middleware.FinalizeInput,
 	if cs == nil {
 		return next.HandleFinalize(ctx, in)
 	}
-	cs.begin()
+	cs.begin(ctx)
 	req, _ := in.Request.(*smithyhttp.Request)
 	if req != nil {
 		cs.setURL(req.URL)
@@ -278,7 +284,7 @@ func (b *bounds) handleAttempt(ctx context.Context, in middleware.FinalizeInput,
 	case permanent(err):
 		err = &permanentError{err}
 	}
-	cs.end(err, errors.Is(context.Cause(ctx), errCallBudget))
+	cs.end(err, ctx.Err() != nil)
 	return out, md, err
 }
 
@@ -304,11 +310,20 @@ func (e *permanentError) Error() string        { return e.err.Error() }
 func (e *permanentError) Unwrap() error        { return e.err }
 func (e *permanentError) RetryableError() bool { return false }
 
+// callTimeoutError is a call whose bound passed: a deadline, not a
+// cancellation.
+type callTimeoutError struct{ after time.Duration }
+
+func (e *callTimeoutError) Error() string { return fmt.Sprintf("no answer within %s", e.after) }
+func (e *callTimeoutError) Timeout() bool { return true }
+func (e *callTimeoutError) Unwrap() error { return context.DeadlineExceeded }
+
 // attemptTimeoutError is one attempt that got no answer in time; the SDK's
 // retryer tries again.
 type attemptTimeoutError struct{ after time.Duration }
 
 func (e *attemptTimeoutError) Error() string        { return fmt.Sprintf("no answer within %s", e.after) }
+func (e *attemptTimeoutError) Unwrap() error        { return context.DeadlineExceeded }
 func (e *attemptTimeoutError) Timeout() bool        { return true }
 func (e *attemptTimeoutError) RetryableError() bool { return true }
 
@@ -336,14 +351,18 @@ func (b *bounds) explain(ctx context.Context, cs *callState, err error) error {
 		de  *smithy.DeserializationError
 		rsp *smithyhttp.ResponseError
 	)
-	if errors.Is(context.Cause(ctx), errCallBudget) {
+	if errors.Is(context.Cause(ctx), errCallBudget) || errors.Is(context.Cause(ctx), context.DeadlineExceeded) {
 		// The bound passed while waiting to retry: the last attempt's
 		// failure is what to report, unless it was no answer either.
 		if last := cs.failedBetween(); last != nil && !isTimeout(last) {
 			err = last
 			ee.Err = last
 		} else {
-			ee.Timeout = cs.budget
+			// Not the SDK's error, which reads as a cancellation.
+			cs.mu.Lock()
+			budget := cs.budget
+			cs.mu.Unlock()
+			ee.Timeout, ee.Err = budget, &callTimeoutError{after: budget}
 			return ee
 		}
 	}

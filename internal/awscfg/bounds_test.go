@@ -80,6 +80,9 @@ func TestAttemptBound(t *testing.T) {
 	if n := conns.Load(); n != 3 {
 		t.Errorf("%d connections, want 3 (one per attempt)", n)
 	}
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v: DeadlineExceeded %t, Canceled %t", err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled))
+	}
 	want := "SSM DescribeInstanceInformation: no answer from " + addr + " (AWS_ENDPOINT_URL_SSM) within 200ms, 3 attempts"
 	if ee.Error() != want {
 		t.Errorf("Error() = %q, want %q", ee.Error(), want)
@@ -111,6 +114,39 @@ func TestCallBound(t *testing.T) {
 	}
 	if n := conns.Load(); n != 1 {
 		t.Errorf("%d connections, want 1", n)
+	}
+	// A deadline, not a cancellation: callers tell the user's Ctrl-C from
+	// an endpoint that did not answer.
+	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		t.Errorf("err = %v: DeadlineExceeded %t, Canceled %t", err, errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled))
+	}
+}
+
+// TestCallerDeadline: a caller's deadline shorter than the call's bound
+// ends the call the same way, as a timeout naming the endpoint.
+func TestCallerDeadline(t *testing.T) {
+	isolate(t, "")
+	envKeys(t)
+	addr, _ := hangServer(t)
+	t.Setenv("AWS_ENDPOINT_URL_SSM", "http://"+addr)
+	to := short
+	to.Attempt, to.Call = 20*time.Second, 20*time.Second
+	cfg, _, err := Load(testCtx(t), Options{Timeouts: to})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(testCtx(t), 300*time.Millisecond)
+	defer cancel()
+	err = describeOnce(ctx, cfg)
+	var ee *EndpointError
+	if !errors.As(err, &ee) || ee.Timeout != 300*time.Millisecond || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v (%+v), want a 300ms timeout", err, ee)
+	}
+	// A cancellation is the caller's: not explained.
+	ctx, cancel = context.WithCancel(testCtx(t))
+	time.AfterFunc(100*time.Millisecond, cancel)
+	if err = describeOnce(ctx, cfg); errors.As(err, &ee) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled: err = %v", err)
 	}
 }
 
@@ -189,7 +225,8 @@ func TestIMDSBound(t *testing.T) {
 	addr, conns := hangServer(t)
 	t.Setenv("AWS_EC2_METADATA_DISABLED", "false")
 	t.Setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://"+addr)
-	cfg, info, err := Load(testCtx(t), Options{Timeouts: short})
+	var logs bytes.Buffer
+	cfg, info, err := Load(testCtx(t), Options{Timeouts: short, Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -207,10 +244,26 @@ func TestIMDSBound(t *testing.T) {
 			t.Errorf("message lacks %q: %s", w, msg)
 		}
 	}
+	for _, w := range []string{"service=ec2imds operation=getToken host=" + addr, "service=ec2imds operation=GetMetadata host=" + addr} {
+		if !strings.Contains(logs.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, logs.String())
+		}
+	}
 	// The token request and the metadata request each get one bounded
 	// try: 300 ms for the call, 300 ms for each attempt.
 	if n := conns.Load(); n == 0 || n > 2 {
 		t.Errorf("%d connections to IMDS, want 1 or 2", n)
+	}
+
+	// An API call that needs the credentials does not retry their
+	// retrieval: once more costs the same.
+	before := conns.Load()
+	err = describeOnce(testCtx(t), cfg)
+	if !errors.As(err, &nc) {
+		t.Fatalf("API call: err = %v, want a NoCredentialsError", err)
+	}
+	if n := conns.Load() - before; n == 0 || n > 2 {
+		t.Errorf("the API call made %d connections to IMDS, want 1 or 2 (no retries)", n)
 	}
 }
 

@@ -25,6 +25,12 @@ func (e *CredentialsError) Error() string { return "get AWS credentials: " + e.E
 
 func (e *CredentialsError) Unwrap() error { return e.Err }
 
+// RetryableError tells the SDK's retryer not to try the API call again
+// for it: the credential sources retry their own calls within their own
+// bounds, and another try would ask again for an MFA code or wait again
+// for instance metadata.
+func (e *CredentialsError) RetryableError() bool { return false }
+
 // NoCredentialsError reports that nothing is configured: the SDK's chain
 // found no keys, profile, SSO, process, web identity or container
 // credentials, and the EC2 instance metadata service, its last resort,
