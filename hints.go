@@ -321,7 +321,7 @@ func endpointHints(ee *awscfg.EndpointError) []string {
 		return []string{fmt.Sprintf("%s speaks plain HTTP: write its URL with http:// in %s", host, variable)}
 	case ee.NotAPI:
 		return []string{fmt.Sprintf("%s answers HTTP, but not as the %s API: check %s (the URL of another service, or a web page in front of it?)", host, ee.Service, variable)}
-	case ee.Setting != "":
+	case ee.Setting != "" && !strings.HasPrefix(ee.Setting, "sso_region "):
 		hs = append(hs, fmt.Sprintf("%s points %s at %s: check that it is right, and that this host may reach it (a VPC endpoint's security group must allow HTTPS from here)", ee.Setting, ee.Service, host))
 	default:
 		hs = append(hs, defaultEndpointHint(ee.Service, host))
@@ -348,7 +348,7 @@ func defaultEndpointHint(service, host string) string {
 	case "STS":
 		return fmt.Sprintf("STS (%s) cannot be reached: from a private subnet, use an STS interface VPC endpoint (with private DNS, or set AWS_ENDPOINT_URL_STS to its URL), or allow HTTPS egress; behind a proxy, set HTTPS_PROXY", host)
 	case "SSO", "SSO OIDC":
-		return fmt.Sprintf("IAM Identity Center (%s, in the sso_region of the profile or its sso-session) cannot be reached: check the network and HTTPS_PROXY (%s overrides the endpoint)", host, serviceVar(service))
+		return fmt.Sprintf("IAM Identity Center (%s, in the profile's sso_region) cannot be reached: check the network and HTTPS_PROXY; %s overrides the endpoint", host, serviceVar(service))
 	case "EC2 Instance Connect":
 		return fmt.Sprintf("EC2 Instance Connect (%s) cannot be reached: from a private subnet allow HTTPS egress, or set AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT; behind a proxy, set HTTPS_PROXY", host)
 	}

@@ -266,6 +266,12 @@ func TestCredentialErrors(t *testing.T) {
 		{"sso never logged in", []string{"--profile", "sso-legacy"}, nil, func(t *testing.T) map[string]string {
 			return map[string]string{"AWS_ENDPOINT_URL_SSO": ssoPortal(t)}
 		}, []string{"`aws sso login --profile sso-legacy`"}},
+		{"sso portal hangs", []string{"--profile", "sso"}, nil, func(t *testing.T) map[string]string {
+			ssoToken(t, "corp", time.Now().Add(time.Hour))
+			hang, _ := hangServer(t)
+			return map[string]string{"AWS_ENDPOINT_URL_SSO": "http://" + hang}
+		}, []string{"cannot get AWS credentials: SSO GetRoleCredentials: no answer from 127.0.0.1:", "(AWS_ENDPOINT_URL_SSO) within 1s",
+			"AWS_ENDPOINT_URL_SSO points SSO at 127.0.0.1:"}},
 		{"sso expired under a role", []string{"--profile", "sso-role"}, nil, func(t *testing.T) map[string]string {
 			ssoToken(t, "corp", time.Now().Add(-time.Hour))
 			return map[string]string{"AWS_ENDPOINT_URL_SSO": ssoPortal(t)}
@@ -306,7 +312,9 @@ func TestCredentialErrors(t *testing.T) {
 			if c.env != nil {
 				setEnv(t, c.env(t))
 			}
-			code, stdout, stderr := runWith(t, &cli{prompt: c.prompt, awsTimeouts: awscfg.Timeouts{Process: 300 * time.Millisecond}}, "", append(c.args, "i-0123456789abcdef0", "22")...)
+			timeouts := fastAWS
+			timeouts.Process = 300 * time.Millisecond
+			code, stdout, stderr := runWith(t, &cli{prompt: c.prompt, awsTimeouts: timeouts}, "", append(c.args, "i-0123456789abcdef0", "22")...)
 			if code != exitError || stdout != "" {
 				t.Errorf("exit %d, stdout %q", code, stdout)
 			}

@@ -165,6 +165,23 @@ func endpointSetting(cfg aws.Config, sdkID string) string {
 		return servicesSetting(shared, svcKey)
 	case shared.BaseEndpoint != "":
 		return fmt.Sprintf("endpoint_url of profile %q", shared.Profile)
+	case sdkID == "SSO" || sdkID == "SSO OIDC":
+		return ssoSetting(&shared)
+	}
+	return ""
+}
+
+// ssoSetting names the sso_region that places IAM Identity Center's
+// endpoints, and the start URL it goes with, from the profile in the
+// source_profile chain that signs in with it.
+func ssoSetting(sc *config.SharedConfig) string {
+	for ; sc != nil; sc = sc.Source {
+		switch {
+		case sc.SSOSession != nil:
+			return fmt.Sprintf("sso_region %s of sso-session %q (start URL %s)", sc.SSOSession.SSORegion, sc.SSOSession.Name, sc.SSOSession.SSOStartURL)
+		case sc.SSOStartURL != "":
+			return fmt.Sprintf("sso_region %s of profile %q (start URL %s)", sc.SSORegion, sc.Profile, sc.SSOStartURL)
+		}
 	}
 	return ""
 }

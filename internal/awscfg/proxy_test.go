@@ -354,6 +354,47 @@ func TestEndpointSettings(t *testing.T) {
 	}
 }
 
+// TestSSOSetting: IAM Identity Center's endpoints are placed by the
+// sso_region of the profile that signs in, through source_profile chains.
+func TestSSOSetting(t *testing.T) {
+	isolate(t, `[profile sso]
+sso_session = corp
+sso_account_id = 123456789012
+sso_role_name = Dev
+[profile role]
+role_arn = arn:aws:iam::123456789012:role/Admin
+source_profile = sso
+[profile legacy]
+sso_start_url = https://legacy.awsapps.com/start
+sso_region = eu-west-1
+sso_account_id = 123456789012
+sso_role_name = Dev
+[sso-session corp]
+sso_start_url = https://corp.awsapps.com/start
+sso_region = eu-central-1
+`)
+	for profile, want := range map[string]string{
+		"sso":    `sso_region eu-central-1 of sso-session "corp" (start URL https://corp.awsapps.com/start)`,
+		"role":   `sso_region eu-central-1 of sso-session "corp" (start URL https://corp.awsapps.com/start)`,
+		"legacy": `sso_region eu-west-1 of profile "legacy" (start URL https://legacy.awsapps.com/start)`,
+	} {
+		cfg, _, err := Load(testCtx(t), Options{Profile: profile})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, svc := range []string{"SSO", "SSO OIDC"} {
+			if got := endpointSetting(cfg, svc); got != want {
+				t.Errorf("%s %s: %q, want %q", profile, svc, got, want)
+			}
+		}
+	}
+	t.Setenv("AWS_ENDPOINT_URL_SSO", "http://127.0.0.1:1")
+	cfg, _, _ := Load(testCtx(t), Options{Profile: "sso"})
+	if got := endpointSetting(cfg, "SSO"); got != "AWS_ENDPOINT_URL_SSO" {
+		t.Errorf("override: %q", got)
+	}
+}
+
 // TestProbe: DNS, TCP and TLS, each failing in turn, and a pass.
 func TestProbe(t *testing.T) {
 	srv := httptest.NewUnstartedServer(http.NotFoundHandler())
