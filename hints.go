@@ -160,6 +160,8 @@ func rawHints(err error, o options, u *used, doctor bool) []string {
 		return []string{fmt.Sprintf("profile %q is not in ~/.aws/config or ~/.aws/credentials (or AWS_CONFIG_FILE / AWS_SHARED_CREDENTIALS_FILE); check --profile and AWS_PROFILE", pne.Profile)}
 	case errors.As(err, &ce):
 		return credentialHints(ce, u, doctor)
+	case errors.As(err, &rse):
+		return resumeHints(rse, u, doctor)
 	case errors.As(err, &ee):
 		return endpointHints(ee)
 	case errors.As(err, &pe):
@@ -177,15 +179,6 @@ func rawHints(err error, o options, u *used, doctor bool) []string {
 	case errors.As(err, &pce):
 		// Reached only when the resume's credentials error is not ours.
 		return []string{"the established session did not need new credentials, but restoring the connection did; refresh them and reconnect"}
-	case errors.As(err, &rse):
-		messages := fmt.Sprintf("ssmmessages.%s.amazonaws.com:443", orRegion(u.aws.Region))
-		if doctor {
-			return []string{fmt.Sprintf("the data channel (%s, or AWS_ENDPOINT_URL_SSMMESSAGES) could not be reached again within the check's time: check the network, HTTPS_PROXY and the ssmmessages VPC endpoint", messages)}
-		}
-		return []string{
-			fmt.Sprintf("the data channel (%s) could not be reached again in time: check the network, HTTPS_PROXY, the ssmmessages VPC endpoint, or raise --resume-timeout", messages),
-			hintServerAlive,
-		}
 	case errors.Is(err, proxy.ErrSessionEnded):
 		return []string{"Session Manager had already ended the session (terminated, or idle for too long while disconnected); reconnect"}
 	case errors.As(err, &he):
@@ -204,6 +197,29 @@ func rawHints(err error, o options, u *used, doctor bool) []string {
 		hs = append(hs, apiHints(err, ae, o, u, doctor)...)
 	}
 	return hs
+}
+
+// resumeHints explains a lost connection that could not be restored,
+// with what its last failure says first.
+func resumeHints(rse *proxy.ResumeError, u *used, doctor bool) []string {
+	var hs []string
+	var ee *awscfg.EndpointError
+	var pe *awscfg.ProxyError
+	switch {
+	case errors.As(rse, &ee):
+		hs = endpointHints(ee)
+	case errors.As(rse, &pe):
+		hs = []string{proxyHint(pe.ProxyVariable(), pe.Target)}
+	case isUntrusted(rse):
+		hs = []string{hintCABundle}
+	}
+	messages := fmt.Sprintf("ssmmessages.%s.amazonaws.com:443", orRegion(u.aws.Region))
+	if doctor {
+		return append(hs, fmt.Sprintf("the data channel (%s, or AWS_ENDPOINT_URL_SSMMESSAGES) could not be reached again within the check's time: check the network, HTTPS_PROXY and the ssmmessages VPC endpoint", messages))
+	}
+	return append(hs,
+		fmt.Sprintf("the data channel (%s) could not be reached again in time: check the network, HTTPS_PROXY, the ssmmessages VPC endpoint, or raise --resume-timeout", messages),
+		hintServerAlive)
 }
 
 // defaultDocument is the session document ssm-proxy uses unless told.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/smithy-go"
 
@@ -124,6 +125,9 @@ func TestHints(t *testing.T) {
 		{name: "forbidden address", err: remote("Forwarding to IP address 169.254.169.254 is forbidden."), info: sso, want: "forbidden", code: exitRemote},
 		{name: "idle timeout", err: proxy.ErrIdleTimeout, info: sso, want: "ServerAliveInterval", code: exitIdle},
 		{name: "resume failed", err: &proxy.ResumeError{Attempts: 9, Err: errors.New("dial tcp: i/o timeout")}, info: sso, want: "--resume-timeout", code: exitLost},
+		{name: "resume failed on an endpoint", err: &proxy.ResumeError{Attempts: 4, Err: fmt.Errorf("resume session: %w", &smithy.OperationError{ServiceID: "SSM", OperationName: "ResumeSession",
+			Err: &awscfg.EndpointError{Service: "SSM", Operation: "ResumeSession", Host: "vpce-1.ssm.us-east-1.vpce.amazonaws.com", Setting: "AWS_ENDPOINT_URL_SSM", Timeout: time.Second, Attempts: 3}})},
+			info: sso, want: "AWS_ENDPOINT_URL_SSM points SSM at vpce-1.ssm.us-east-1.vpce.amazonaws.com", code: exitLost},
 		{name: "session ended", err: proxy.ErrSessionEnded, info: sso, want: "already ended the session", code: exitLost},
 		{name: "sso expired before a resume", err: &proxy.CredentialsError{Err: &awscfg.CredentialsError{Err: errors.New("cached SSO token is expired")}},
 			info: sso, want: "aws sso login --profile dev", code: exitError},
