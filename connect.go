@@ -3,9 +3,11 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -15,8 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/smithy-go"
+	"github.com/gorilla/websocket"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
+	"github.com/ssm-proxy/ssm-proxy/internal/forward"
 	"github.com/ssm-proxy/ssm-proxy/internal/target"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
@@ -29,13 +33,9 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 	var o options
 	fs := c.newFlagSet("ssm-proxy")
 	o.flags(fs)
+	o.sessionFlags(fs)
 	fs.StringVar(&o.document, "document", "AWS-StartSSHSession", "")
-	fs.StringVar(&o.reason, "reason", "", "")
-	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
-	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
-	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 2*time.Minute, "")
-	fs.DurationVar(&o.ping, "ping-interval", 15*time.Second, "")
-	fs.DurationVar(&o.deadPeer, "dead-peer-timeout", 40*time.Second, "")
+	fs.StringVar(&o.to, "to", "", "")
 	fs.BoolVar(&o.version, "version", false, "")
 	o.pushKeyFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
@@ -45,7 +45,16 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 		fmt.Fprintln(c.stdout, "ssm-proxy", version())
 		return exitOK
 	}
-	name, port, err := parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
+	var name, port string
+	var to forward.Spec
+	var err error
+	if o.to != "" {
+		if to, err = parseTo(o.to); err == nil {
+			name, err = parseToArgs(fs.Args(), o)
+		}
+	} else {
+		name, port, err = parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
+	}
 	if err != nil {
 		return c.usageError(err)
 	}
@@ -53,7 +62,11 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 
 	ctx, sig := withSignals(ctx)
 	used := &used{target: name}
-	err = c.connect(ctx, o, used, port, log)
+	if o.to != "" {
+		err = c.connectTo(ctx, o, used, to, log)
+	} else {
+		err = c.connect(ctx, o, used, port, log)
+	}
 	if n := sig(); n != 0 {
 		return exitSignalsBase + n
 	}
@@ -65,13 +78,37 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 	return code
 }
 
+// sessionFlags registers the flags of the commands that open sessions.
+func (o *options) sessionFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.reason, "reason", "", "")
+	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
+	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
+	fs.DurationVar(&o.resumeTimeout, "resume-timeout", 2*time.Minute, "")
+	fs.DurationVar(&o.ping, "ping-interval", 15*time.Second, "")
+	fs.DurationVar(&o.deadPeer, "dead-peer-timeout", 40*time.Second, "")
+}
+
+// stripTarget removes --strip-prefix and --strip-suffix from name.
+func stripTarget(name string, o options) string {
+	return strings.TrimSuffix(strings.TrimPrefix(name, o.stripPrefix), o.stripSuffix)
+}
+
+// parseToArgs validates the one TARGET (the bastion) of --to.
+func parseToArgs(args []string, o options) (string, error) {
+	if len(args) != 1 {
+		return "", fmt.Errorf("--to HOST:PORT wants one TARGET (the instance to go through), got %d argument(s)", len(args))
+	}
+	name := stripTarget(args[0], o)
+	return name, checkTarget(name)
+}
+
 // parseArgs validates TARGET and PORT (ssh's %h %p) and strips prefix and
 // suffix from TARGET.
 func parseArgs(args []string, prefix, suffix string) (target, port string, err error) {
 	if len(args) != 2 {
 		return "", "", fmt.Errorf("want TARGET and PORT, got %d argument(s)", len(args))
 	}
-	target, port = strings.TrimSuffix(strings.TrimPrefix(args[0], prefix), suffix), args[1]
+	target, port = stripTarget(args[0], options{stripPrefix: prefix, stripSuffix: suffix}), args[1]
 	if err := checkTarget(target); err != nil {
 		return "", "", err
 	}
@@ -111,50 +148,92 @@ func (c *cli) loadAWS(ctx context.Context, o options, u *used, log *slog.Logger)
 }
 
 // connect resolves AWS configuration and the target, starts the session
-// and runs it.
+// and runs it over stdin and stdout.
 func (c *cli) connect(ctx context.Context, o options, u *used, port string, log *slog.Logger) error {
-	cfg, err := c.loadAWS(ctx, o, u, log)
+	sf, err := c.prepare(ctx, o, u, log)
 	if err != nil {
 		return err
 	}
-	if cfg.Region == "" {
-		return errNoRegion
-	}
-	api := ssm.NewFromConfig(cfg)
-	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
+	if err := c.pushKey(ctx, o, u, sf.cfg, log); err != nil {
 		return err
 	}
-	dialer, err := awscfg.Dialer(cfg)
-	if err != nil {
-		return err
-	}
-	if err := c.pushKey(ctx, o, u, cfg, log); err != nil {
-		return err
-	}
-	var refresh func()
-	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
-		refresh = cc.Invalidate
-	}
-	sess, err := proxy.Start(ctx, api, cfg.Credentials, cfg.Region, proxy.StartInput{
-		Target:     u.id,
+	sess, err := sf.start(ctx, u, proxy.StartInput{
 		Document:   o.document,
-		Reason:     o.reason,
 		Parameters: map[string][]string{"portNumber": {port}},
-	}, proxy.Options{
-		ResumeBudget:       o.resumeTimeout,
-		PingInterval:       o.ping,
-		DeadPeerTimeout:    o.deadPeer,
-		RefreshCredentials: refresh,
-		Logger:             log,
-		Dialer:             dialer,
-	})
+	}, proxy.Options{})
 	if err != nil {
-		return explainNotConnected(ctx, api, u.id, err)
+		return err
 	}
-	log.Debug("connecting", "session", sess.ID(), "target", u.id, "region", cfg.Region)
 	in, out, restore := sessionStdio(c.stdin, c.stdout, log)
 	defer restore()
 	return sess.Run(ctx, in, out)
+}
+
+// sessionFactory starts sessions to one resolved target with what every
+// session command shares: the AWS configuration, the SSM client, the
+// websocket dialer, the stream hosts the user configured.
+type sessionFactory struct {
+	o           options
+	log         *slog.Logger
+	cfg         aws.Config
+	api         *ssm.Client
+	dialer      *websocket.Dialer
+	refresh     func()
+	streamHosts []string
+	predialURL  string
+}
+
+// prepare resolves the AWS configuration and the target (u.target → u.id).
+func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger) (*sessionFactory, error) {
+	cfg, err := c.loadAWS(ctx, o, u, log)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.Region == "" {
+		return nil, errNoRegion
+	}
+	api := ssm.NewFromConfig(cfg)
+	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
+		return nil, err
+	}
+	dialer, err := awscfg.Dialer(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ssmEndpoint := aws.ToString(api.Options().BaseEndpoint)
+	sf := &sessionFactory{
+		o: o, log: log, cfg: cfg, api: api, dialer: dialer,
+		streamHosts: awscfg.StreamHosts(cfg, ssmEndpoint),
+		predialURL:  predictStreamURL(cfg.Region, ssmEndpoint, awscfg.MessagesEndpoint(cfg)),
+	}
+	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
+		sf.refresh = cc.Invalidate
+	}
+	return sf, nil
+}
+
+// start starts a session on the resolved target: in's Target and Reason
+// and po's resume, ping, credential, logging and network settings are
+// filled in from the command's.
+func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInput, po proxy.Options) (*proxy.Session, error) {
+	in.Target = u.id
+	if in.Reason == "" {
+		in.Reason = sf.o.reason
+	}
+	po.ResumeBudget = sf.o.resumeTimeout
+	po.PingInterval = sf.o.ping
+	po.DeadPeerTimeout = sf.o.deadPeer
+	po.RefreshCredentials = sf.refresh
+	po.StreamHosts = sf.streamHosts
+	po.PredialURL = sf.predialURL
+	po.Logger = sf.log
+	po.Dialer = sf.dialer
+	sess, err := proxy.Start(ctx, sf.api, sf.cfg.Credentials, sf.cfg.Region, in, po)
+	if err != nil {
+		return nil, explainNotConnected(ctx, sf.api, u.id, err)
+	}
+	sf.log.Debug("session started", "session", sess.ID(), "target", u.id, "document", in.Document, "region", sf.cfg.Region)
+	return sess, nil
 }
 
 var errNoRegion = errors.New("no AWS region configured")
@@ -211,4 +290,34 @@ func sessionStdio(stdin io.Reader, stdout io.Writer, log *slog.Logger) (in io.Re
 		log.Debug("stdin and stdout are in the poller; running on one P")
 	}
 	return in, out, restore
+}
+
+// predictStreamURL is where StartSession's StreamUrl will point, so that
+// the websocket's TCP and TLS handshakes can start while StartSession is in
+// flight (proxy.Options.PredialURL): the regional messages endpoint, whose
+// connection the dialer sends to the ssmmessages override if there is one;
+// or, with only an SSM endpoint override, that host (an emulator, or a
+// gateway serving both). A wrong guess costs one unused connection.
+func predictStreamURL(region, ssmEndpoint, messagesEndpoint string) string {
+	wsScheme := func(endpoint string) string {
+		if strings.HasPrefix(endpoint, "http://") {
+			return "ws"
+		}
+		return "wss"
+	}
+	regional := "ssmmessages." + region + ".amazonaws.com"
+	if strings.HasPrefix(region, "cn-") {
+		regional += ".cn"
+	}
+	switch {
+	case messagesEndpoint != "":
+		return wsScheme(messagesEndpoint) + "://" + regional
+	case ssmEndpoint != "":
+		u, err := url.Parse(ssmEndpoint)
+		if err != nil || u.Host == "" {
+			return ""
+		}
+		return wsScheme(ssmEndpoint) + "://" + u.Host
+	}
+	return "wss://" + regional
 }

@@ -306,7 +306,7 @@ func (d *doctorRun) checkMessagesEndpoint(ctx context.Context) bool {
 	if d.cfg.Region == "" {
 		return d.skip(check, "no region")
 	}
-	e, err := awscfg.MessagesEndpoint(ctx, d.cfg)
+	e, err := awscfg.DataChannelEndpoint(ctx, d.cfg)
 	if err != nil {
 		d.noStream = true
 		return d.fail(check, err.Error(), "AWS_ENDPOINT_URL_SSMMESSAGES must be a URL such as https://vpce-0123-abcd.ssmmessages."+d.cfg.Region+".vpce.amazonaws.com")
@@ -474,6 +474,7 @@ func (d *doctorRun) checkSession(ctx context.Context) bool {
 	}, proxy.Options{
 		ResumeBudget:     doctorResumeBudget,
 		HandshakeTimeout: doctorHandshakeTimeout,
+		StreamHosts:      awscfg.StreamHosts(d.cfg, aws.ToString(d.api.Options().BaseEndpoint)),
 		Logger:           d.log,
 		Dialer:           dialer,
 		OnEvent: func(ev proxy.Event) {

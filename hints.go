@@ -20,7 +20,7 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
-// Hints shared by the proxy command and doctor (protocol.md §10).
+// Hints shared by the proxy command and doctor (docs/protocol.md §10).
 const (
 	hintInstanceProfile = "the instance needs the SSM agent running and an instance profile with the AmazonSSMManagedInstanceCore policy (or Default Host Management Configuration)"
 	hintEndpoints       = "in a private subnet it needs VPC interface endpoints for ssm, ssmmessages and ec2messages with private DNS, whose security group allows HTTPS (443) from the instance, or HTTPS egress to the internet"

@@ -135,6 +135,7 @@ type options struct {
 	stripPrefix, stripSuffix          string
 	resumeTimeout, ping, deadPeer     time.Duration
 	verbose, version                  bool
+	to                                string      // --to HOST:PORT (forward.go)
 	pushKey                           pushKeyFlag // --push-key[=PATH|ephemeral] (pushkey.go)
 	osUser                            string      // --os-user
 }
@@ -181,6 +182,8 @@ func (c *cli) run(ctx context.Context, args []string) int {
 			return c.doctor(ctx, args[1:])
 		case "ssh-config":
 			return c.sshConfig(ctx, args[1:])
+		case "forward":
+			return c.forward(ctx, args[1:])
 		}
 	}
 	return c.proxyCommand(ctx, args)

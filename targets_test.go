@@ -84,7 +84,7 @@ func TestTargetErrors(t *testing.T) {
 	}
 }
 
-// TestHints maps every error path of protocol.md §10, and the proxy's
+// TestHints maps every error path of docs/protocol.md §10, and the proxy's
 // own, to its hint.
 func TestHints(t *testing.T) {
 	api := func(code, msg string) error {

@@ -292,7 +292,7 @@ func (r *results) resumeSection(w func(string, ...any)) {
 	}
 	w("### Time to data after a websocket loss (ssm-proxy)")
 	w("")
-	w("From `go test ./proxy -bench Resume` (in-process session against the emulator, download streaming under an ssh-like 2 MiB window), ms from the loop noticing the loss (`link_lost`): the new websocket attached (`resumed`), the first in-order byte delivered (`first_data_after_resume`), and everything the agent had sent before the loss delivered (caught up). The agent resends only its oldest unacknowledged message per 100 ms tick (protocol.md §5.4), so every message lost with the old websocket costs up to 100 ms of catch-up.")
+	w("From `go test ./proxy -bench Resume` (in-process session against the emulator, download streaming under an ssh-like 2 MiB window), ms from the loop noticing the loss (`link_lost`): the new websocket attached (`resumed`), the first in-order byte delivered (`first_data_after_resume`), and everything the agent had sent before the loss delivered (caught up). The agent resends only its oldest unacknowledged message per 100 ms tick (docs/protocol.md §5.4), so every message lost with the old websocket costs up to 100 ms of catch-up.")
 	w("")
 	w("| loss | resumed p50 | first data p50 | first data p90 | caught up p50 | caught up p90 |")
 	w("|---|---:|---:|---:|---:|---:|")

@@ -81,7 +81,8 @@ func (ca *testCA) issue(host string) (*tls.Certificate, error) {
 
 // inspectingProxy is an HTTPS proxy that terminates TLS with certificates
 // from its own CA, as corporate proxies do, and relays to the emulator,
-// which it presents as https://ssm.test and wss://ssmmessages.test. A
+// which it presents as https://ssm.test and, as the real service names its
+// data channel, wss://ssmmessages.us-east-1.amazonaws.com. A
 // client gets through only if it uses the proxy for the API and the
 // websocket and trusts the CA for both.
 type inspectingProxy struct {
@@ -90,6 +91,9 @@ type inspectingProxy struct {
 	tunnels []string // CONNECT targets, in order
 	conns   chan net.Conn
 }
+
+// messagesHost is the AWS messages endpoint of the emulator's region.
+const messagesHost = "ssmmessages.us-east-1.amazonaws.com"
 
 func startInspectingProxy(t *testing.T, ca *testCA, emulator string) *inspectingProxy {
 	t.Helper()
@@ -110,7 +114,7 @@ func startInspectingProxy(t *testing.T, ca *testCA, emulator string) *inspecting
 			if err != nil {
 				return err
 			}
-			body = bytes.ReplaceAll(body, []byte("ws://"+emuURL.Host+"/"), []byte("wss://ssmmessages.test/"))
+			body = bytes.ReplaceAll(body, []byte("ws://"+emuURL.Host+"/"), []byte("wss://"+messagesHost+"/"))
 			resp.Body = io.NopCloser(bytes.NewReader(body))
 			resp.ContentLength = int64(len(body))
 			resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
@@ -241,7 +245,7 @@ func TestProxyAndCABundle(t *testing.T) {
 			t.Fatalf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
 		}
 		tunnels := strings.Join(p.Tunnels(), " ")
-		for _, want := range []string{"ssm.test:443", "ssmmessages.test:443"} {
+		for _, want := range []string{"ssm.test:443", messagesHost + ":443"} {
 			if !strings.Contains(tunnels, want) {
 				t.Errorf("proxy tunnels %q lack %s", tunnels, want)
 			}

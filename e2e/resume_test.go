@@ -59,49 +59,61 @@ func roundTrip(t *testing.T, h *harness, size int64) {
 }
 
 // TestResumeUnderFaults carries 8 MiB each way through real ssh while the
-// emulator breaks things, one knob at a time and all at once (§8).
+// emulator breaks things, one knob at a time and all at once (§8), with the
+// service moving every resumed session to a new cell (§15.1). Each case
+// checks that its fault fired. proxy/session_test.go covers each knob
+// in-process; this is the whole chain, ssh and sshd included.
 func TestResumeUnderFaults(t *testing.T) {
 	const size = 8 << 20
 	cases := []struct {
 		name string
 		emu  ssmtest.Options
-		// wantFault is true when the knob must have broken a websocket.
-		wantBreak bool
+		// fired reports whether the knob did what it is for.
+		fired func(st ssmtest.Stats) bool
 	}{
-		{"drops", ssmtest.Options{DropEveryBytes: 3 << 20}, true},
-		{"bye", ssmtest.Options{ByeEvery: 250 * time.Millisecond}, true},
-		{"ack loss", ssmtest.Options{AckLoss: 0.05}, false},
-		{"duplicates", ssmtest.Options{Duplicate: 0.05}, false},
-		{"reorder", ssmtest.Options{Reorder: 0.05}, false},
-		{"latency", ssmtest.Options{Latency: 30 * time.Millisecond}, false},
-		{"pause", ssmtest.Options{PauseEvery: 300 * time.Millisecond, PauseFor: 100 * time.Millisecond}, false},
-		{"blackhole", ssmtest.Options{BlackholeEvery: 5 << 20}, true},
+		{"drops", ssmtest.Options{DropEveryBytes: 3 << 20}, func(st ssmtest.Stats) bool { return st.Drops > 0 }},
+		{"bye", ssmtest.Options{ByeEvery: 250 * time.Millisecond}, func(st ssmtest.Stats) bool { return st.Byes > 0 }},
+		{"ack loss", ssmtest.Options{AckLoss: 0.05}, func(st ssmtest.Stats) bool { return st.AcksLost > 0 && st.Retransmissions > 0 }},
+		{"duplicates", ssmtest.Options{Duplicate: 0.05}, func(st ssmtest.Stats) bool { return st.FramesDuplicated > 0 && st.DuplicatesReceived > 0 }},
+		{"reorder", ssmtest.Options{Reorder: 0.05}, func(st ssmtest.Stats) bool { return st.FramesReordered > 0 }},
+		{"latency", ssmtest.Options{Latency: 30 * time.Millisecond}, func(st ssmtest.Stats) bool { return st.FramesDelayed > 0 }},
+		{"pause", ssmtest.Options{PauseEvery: 300 * time.Millisecond, PauseFor: 100 * time.Millisecond}, func(st ssmtest.Stats) bool { return st.Pauses > 0 }},
+		{"blackhole", ssmtest.Options{BlackholeEvery: 5 << 20}, func(st ssmtest.Stats) bool { return st.Blackholes > 0 }},
 		// All at once, with the real agent's pacing: an unpaced agent at
 		// loopback speed loses a whole latency's worth of frames per drop,
-		// which the agent then resends one per 100 ms tick (§5.4).
+		// which the agent then resends one per 100 ms tick (§5.4). The
+		// websocket is recycled every 1.5 s, each time into a new cell.
 		{"everything", ssmtest.Options{
 			Pacing:         true,
 			DropEveryBytes: 5 << 20, ByeEvery: 1500 * time.Millisecond, BlackholeEvery: 7 << 20,
 			AckLoss: 0.05, Duplicate: 0.05, Reorder: 0.05, Latency: 20 * time.Millisecond,
 			PauseEvery: 700 * time.Millisecond, PauseFor: 100 * time.Millisecond,
-		}, true},
+		}, func(st ssmtest.Stats) bool {
+			return st.Drops > 0 && st.Byes > 1 && st.AcksLost > 0 && st.FramesDuplicated > 0 &&
+				st.FramesReordered > 0 && st.FramesDelayed > 0 && st.Pauses > 0
+		}},
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
 			c.emu.Seed = 42
+			c.emu.MoveCellOnResume = true
 			h := newHarness(t, harnessOptions{emu: c.emu, proxyFlags: fastDetect})
 			roundTrip(t, h, size)
 			st := h.checkEnded(2)
 			breaks := st.Byes + st.Drops + st.Blackholes
-			t.Logf("byes %d drops %d blackholes %d resumes %d reconnects %d retransmissions %d duplicates %d pauses %d",
-				st.Byes, st.Drops, st.Blackholes, st.Resumes, st.Reconnects, st.Retransmissions, st.DuplicatesReceived, st.Pauses)
-			if c.wantBreak && breaks == 0 {
-				t.Fatalf("the knob broke no websocket: the test proves nothing")
+			t.Logf("byes %d drops %d blackholes %d resumes %d cell moves %d retransmissions %d acks lost %d duplicated %d reordered %d pauses %d",
+				st.Byes, st.Drops, st.Blackholes, st.Resumes, st.CellMoves, st.Retransmissions, st.AcksLost, st.FramesDuplicated, st.FramesReordered, st.Pauses)
+			if !c.fired(st) {
+				t.Fatalf("the knob did not fire: the test proves nothing (%+v)", st)
 			}
 			// One resume per broken websocket, except a break that hit a
-			// session just as it ended (at most one per connection).
+			// session just as it ended (at most one per connection), each
+			// into the new cell and never back to an old one.
 			if st.Resumes > breaks || st.Resumes < breaks-2 || st.Reconnects != st.Resumes {
 				t.Errorf("resumes %d, reconnects %d; want one per broken websocket (%d)", st.Resumes, st.Reconnects, breaks)
+			}
+			if st.CellMoves != st.Resumes || st.StaleURLRefusals != 0 {
+				t.Errorf("cell moves %d for %d resumes, %d upgrades of a left cell", st.CellMoves, st.Resumes, st.StaleURLRefusals)
 			}
 		})
 	}

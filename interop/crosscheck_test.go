@@ -44,7 +44,7 @@ func crossRounds() int {
 	return 3000
 }
 
-// knownTypes are the MessageType strings of protocol.md §4.1.
+// knownTypes are the MessageType strings of docs/protocol.md §4.1.
 var knownTypes = []protocol.MessageType{
 	protocol.InputStreamData, protocol.OutputStreamData, protocol.Acknowledge,
 	protocol.ChannelClosed, protocol.StartPublication, protocol.PausePublication,

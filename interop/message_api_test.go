@@ -10,7 +10,7 @@ import (
 	"github.com/twinj/uuid"
 )
 
-// referenceFrame is the 127-byte vector of protocol.md §3 (input_stream_data,
+// referenceFrame is the 127-byte vector of docs/protocol.md §3 (input_stream_data,
 // CreatedDate 1503434274948, seq 5, MessageId
 // dd01e56b-ff48-483e-a508-b5f073f31b16, PayloadType 1, payload "payload").
 const referenceFrame = "00000074" +
@@ -21,7 +21,7 @@ const referenceFrame = "00000074" +
 	"00000001" + "00000007" + "7061796c6f6164"
 
 // TestOfficialMessageAPI checks that the official serializer, as called in
-// NOTES.md, reproduces the protocol.md reference vector and parses it back.
+// NOTES.md, reproduces the docs/protocol.md reference vector and parses it back.
 // It pins the API a cross-check test relies on.
 func TestOfficialMessageAPI(t *testing.T) {
 	want, err := hex.DecodeString(referenceFrame)

@@ -42,7 +42,7 @@ func BuildPlugin(dir string) (path string, err error) {
 // ShimPackage is the import path of cmd/startsession-shim, which does what
 // `aws ssm start-session` does for an ssh ProxyCommand: it calls
 // StartSession itself and execs the official plugin with the CLI's argv
-// (protocol.md §1.6). It only talks to loopback endpoints.
+// (docs/protocol.md §1.6). It only talks to loopback endpoints.
 const ShimPackage = "github.com/ssm-proxy/ssm-proxy/interop/cmd/startsession-shim"
 
 // ShimBinaryName is the file name BuildStartSessionShim writes in its

@@ -10,7 +10,7 @@ import (
 )
 
 // versionRE is the shape the AWS CLI accepts from `--version` before it
-// hands the StartSession response to the plugin (protocol.md §1.6).
+// hands the StartSession response to the plugin (docs/protocol.md §1.6).
 var versionRE = regexp.MustCompile(`^\d+(\.\d+){0,3}$`)
 
 func TestBuildPluginVersion(t *testing.T) {

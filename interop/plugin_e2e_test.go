@@ -3,7 +3,7 @@ package interop
 // End-to-end runs of the OFFICIAL session-manager-plugin 1.3.0.0 against
 // our emulator (internal/ssmtest), as the ProxyCommand of the real OpenSSH
 // client talking to a real sshd (internal/testenv). The ProxyCommand is a
-// small script that does what `aws ssm start-session` does (protocol.md
+// small script that does what `aws ssm start-session` does (docs/protocol.md
 // §1.6) through cmd/startsession-shim: StartSession, then run the plugin
 // with the CLI's argv. Everything is on loopback; the fake credentials and
 // the emulator endpoint are set in the script, and the shim refuses any

@@ -1,7 +1,7 @@
 // Package protocol converts the AWS Session Manager data-channel protocol
 // between bytes and Go values. It does no I/O, knows nothing of websockets or
 // the AWS SDK, and never logs. Section numbers (§) refer to the project's
-// protocol reference, shared/protocol.md.
+// protocol reference, docs/protocol.md.
 //
 // # ClientMessage layout (§3)
 //

@@ -32,6 +32,10 @@ const (
 	SessionTypeStandardStream = "Standard_Stream"
 )
 
+// PortTypeLocalPortForwarding is the "type" property of the port-forwarding
+// documents (§1.7); plain port sessions (AWS-StartSSHSession) have none.
+const PortTypeLocalPortForwarding = "LocalPortForwarding"
+
 // HandshakeRequest is the agent's first message (PayloadType 5, §6.2).
 type HandshakeRequest struct {
 	AgentVersion           string                  `json:"AgentVersion"`

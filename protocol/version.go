@@ -14,6 +14,9 @@ const (
 	ClientVersionNoKeepAlive = "1.2.331.0"
 	// AgentVersionMux: the official client uses smux iff the agent is above it.
 	AgentVersionMux = "3.0.196.0"
+	// AgentVersionMuxMin is the first agent release with smux port
+	// forwarding (§9.3), the one to name in advice.
+	AgentVersionMuxMin = "3.0.222.0"
 	// AgentVersionNoKeepAlive: the official client disables smux keep-alive
 	// iff the agent is above it.
 	AgentVersionNoKeepAlive = "3.1.1511.0"

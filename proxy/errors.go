@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strings"
 
+	"github.com/gorilla/websocket"
+
 	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
@@ -39,6 +41,9 @@ type ResumeError struct {
 }
 
 func (e *ResumeError) Error() string {
+	if e.Err == nil {
+		return "connection to Session Manager lost and not restored within the resume budget"
+	}
 	return "connection to Session Manager lost and not restored: " + e.Err.Error()
 }
 
@@ -59,3 +64,43 @@ func (e *CredentialsError) Error() string {
 }
 
 func (e *CredentialsError) Unwrap() error { return e.Err }
+
+// ProtocolError reports a peer that broke the protocol in a way a resume
+// cannot mend: a frame over the size limit, an undecodable handshake or
+// channel_closed. The session is ended and terminated.
+type ProtocolError struct{ Err error }
+
+func (e *ProtocolError) Error() string { return "protocol error: " + e.Err.Error() }
+
+func (e *ProtocolError) Unwrap() error { return e.Err }
+
+// isProtocolViolation reports a link failure that is the peer's protocol
+// error rather than the network's: gorilla refuses a frame over the read
+// limit (maxFrame) with ErrReadLimit.
+func isProtocolViolation(err error) bool {
+	return errors.Is(err, websocket.ErrReadLimit)
+}
+
+// RefusedError reports a data channel the gateway closed with a policy
+// violation (close code 1008) before it relayed anything: it refused our
+// OpenDataChannel — an unsupported ClientVersion (§15.2), a token it does
+// not accept. Opening again would meet the same answer.
+type RefusedError struct {
+	Reason string // the close frame's text
+}
+
+func (e *RefusedError) Error() string {
+	if e.Reason == "" {
+		return "the message gateway refused the data channel (websocket close 1008)"
+	}
+	return "the message gateway refused the data channel: " + e.Reason
+}
+
+// refusal returns the RefusedError for err, a link failure, if it is one.
+func refusal(l *link, err error) (*RefusedError, bool) {
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || l.relayed.Load() {
+		return nil, false
+	}
+	return &RefusedError{Reason: ce.Text}, true
+}

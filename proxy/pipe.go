@@ -100,11 +100,13 @@ func (o *stdoutWriter) run() {
 
 // finish closes the queue and waits up to timeout for it to drain. It
 // returns the write error, if any.
-func (o *stdoutWriter) finish(ctx context.Context, timeout time.Duration) error {
+func (o *stdoutWriter) finish(timeout time.Duration) error {
 	close(o.ch)
+	t := time.NewTimer(timeout)
+	defer t.Stop()
 	select {
 	case <-o.done:
-	case <-time.After(timeout):
+	case <-t.C:
 		return errors.New("stdout: timed out flushing session output")
 	}
 	return o.err

@@ -47,7 +47,6 @@ func testLoop(t testing.TB, out *syncBuffer) *loop {
 	s.log = slog.New(slog.DiscardHandler)
 	s.rand = bytes.NewReader(make([]byte, 1<<20))
 	lp := newLoop(s, out)
-	lp.ctx = context.Background()
 	lp.established = true
 	lp.stopping = true // no link: writes are skipped, nothing resumes
 	return lp
@@ -99,7 +98,7 @@ func FuzzReceive(f *testing.F) {
 				t.Fatalf("session ended on op %d: done=%v err=%v", i/2, done, err)
 			}
 		}
-		if err := lp.out.finish(ctx, 5*time.Second); err != nil {
+		if err := lp.out.finish(5 * time.Second); err != nil {
 			t.Fatal(err)
 		}
 		var want bytes.Buffer

@@ -19,14 +19,37 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
-// DefaultClientVersion is the ClientVersion reported to the gateway and the
-// agent. It must be above 1.2.331.0 so that agents disable smux keep-alive
-// and treat us as a current client (§6.2, §7.1); it mimics a current
-// official plugin.
-const DefaultClientVersion = "1.2.677.0"
+// DefaultClientVersion is the ClientVersion reported in OpenDataChannel and
+// HandshakeResponse (§2, §6.2, §15.2). It is the newest official client
+// release whose client-visible behaviour ssm-proxy implements: signed
+// websocket upgrades (1.2.764.0, the minimum AWS supports), resuming into
+// the StreamUrl that ResumeSession returns (1.2.835.0) and the StreamUrl
+// host check (1.2.889.0). It is also above both agent thresholds of §7.1
+// (1.1.70 for smux, 1.2.331.0 for smux keep-alive off), so agents treat us
+// as the current client.
+const DefaultClientVersion = "1.2.889.0"
+
+// MinClientVersion is the oldest ClientVersion AWS supports (§15.2).
+const MinClientVersion = "1.2.764.0"
+
+// Mode is what a session carries over its data channel.
+type Mode int
+
+const (
+	// ModeStdio carries one byte stream: a plain port session such as
+	// AWS-StartSSHSession, stdin and stdout being the connection (§7.2).
+	ModeStdio Mode = iota
+	// ModeMux carries smux frames: a LocalPortForwarding session
+	// (AWS-StartPortForwardingSession and …ToRemoteHost), stdin and stdout
+	// being the smux client's connection (§7.4). The caller runs the smux
+	// client; the session only checks the handshake accordingly.
+	ModeMux
+)
 
 // Options tune a Session. The zero value is ready to use.
 type Options struct {
+	// Mode selects what the session carries (default ModeStdio).
+	Mode Mode
 	// ClientVersion is reported in OpenDataChannel and HandshakeResponse.
 	ClientVersion string
 	// Window bounds the unacknowledged messages in flight; stdin is not read
@@ -46,6 +69,10 @@ type Options struct {
 	// DrainTimeout: after stdin ends and everything sent is acknowledged,
 	// how long to wait for the remote side to close. Default 2 s.
 	DrainTimeout time.Duration
+	// MaxPause bounds how long pause_publication holds sending when
+	// neither start_publication nor anything else from the agent ends it
+	// (§8.4, §15.4). Default 10 s.
+	MaxPause time.Duration
 	// RefreshCredentials, if set, is called before every ResumeSession so
 	// that credentials are resolved afresh (e.g. aws.CredentialsCache's
 	// Invalidate).
@@ -58,13 +85,23 @@ type Options struct {
 	// OnEvent, if set, is called from the session's goroutine on state
 	// changes (for measurement); it must not block.
 	OnEvent func(Event)
+	// PredialURL, if set, is where the StreamUrl is expected to point (its
+	// scheme, host and port matter): the websocket's TCP and TLS handshakes
+	// to it start while StartSession is in flight, saving their round trips
+	// when the StreamUrl names that host (§0). No proxy may apply.
+	PredialURL string
+	// StreamHosts are hosts the user configured (the ssmmessages and SSM
+	// endpoint overrides) to which a StreamUrl may point besides the AWS
+	// messages endpoints of the session's region (§15.3).
+	StreamHosts []string
 }
 
 // Event is a session state change reported to Options.OnEvent.
 type Event struct {
-	Kind EventKind
-	Time time.Time
-	Err  error // EventLinkLost: why
+	Kind         EventKind
+	Time         time.Time
+	Err          error  // EventLinkLost: why
+	AgentVersion string // EventHandshakeComplete: the agent's version (§6.2)
 }
 
 // EventKind names a session state change.
@@ -84,6 +121,14 @@ const (
 	// EventFirstDataAfterResume: the first agent data after a resume was
 	// delivered.
 	EventFirstDataAfterResume
+	// EventPaused: pause_publication holds our sending (§8.4).
+	EventPaused
+	// EventUnpaused: sending goes on after a pause.
+	EventUnpaused
+	// EventConnectToPortError: in a multiplexed session the agent could
+	// not connect to the destination for one connection (Flag 3, §4.3);
+	// the agent closes that smux stream.
+	EventConnectToPortError
 )
 
 var eventNames = [...]string{
@@ -92,6 +137,9 @@ var eventNames = [...]string{
 	EventLinkLost:             "link_lost",
 	EventResumed:              "resumed",
 	EventFirstDataAfterResume: "first_data_after_resume",
+	EventPaused:               "paused",
+	EventUnpaused:             "unpaused",
+	EventConnectToPortError:   "connect_to_port_error",
 }
 
 func (k EventKind) String() string {
@@ -122,6 +170,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.DrainTimeout <= 0 {
 		o.DrainTimeout = 2 * time.Second
+	}
+	if o.MaxPause <= 0 {
+		o.MaxPause = 10 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -164,7 +215,8 @@ type Session struct {
 	clientID  protocol.UUID
 	id        string
 	streamURL string
-	token     string // from StartSession; never logged
+	token     string          // from StartSession; never logged
+	predial   chan *predialed // the early connection (Options.PredialURL); first dial only
 
 	credsMu   sync.Mutex
 	lastCreds aws.Credentials // the last that signed an upgrade; never logged
@@ -175,9 +227,13 @@ type Session struct {
 // Stats count what a session carried. They are complete once Run has
 // returned.
 type Stats struct {
-	BytesUp   int64 // stdin bytes sent to the agent
-	BytesDown int64 // agent bytes delivered to stdout
-	Resumes   int   // websockets re-established after a loss
+	BytesUp     int64 // stdin bytes sent to the agent
+	BytesDown   int64 // agent bytes delivered to stdout
+	Resumes     int   // websockets re-established after a loss
+	Retransmits int64 // stream messages sent again (timeout, fast retransmit, resume)
+	Duplicates  int64 // agent stream messages received again (re-acknowledged)
+	OutOfOrder  int64 // agent stream messages received ahead of a gap (buffered)
+	Pauses      int   // pause_publication received
 }
 
 // Stats returns the session's counters; call it after Run returns.
@@ -213,23 +269,36 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	if s.clientID, err = protocol.NewUUID(crand.Reader); err != nil {
 		return nil, err
 	}
-	out, err := api.StartSession(ctx, &ssm.StartSessionInput{
+	if opts.PredialURL != "" {
+		s.startPredial(context.WithoutCancel(ctx), opts.PredialURL)
+	}
+	sctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	out, err := api.StartSession(sctx, &ssm.StartSessionInput{
 		Target:       aws.String(in.Target),
 		DocumentName: nonEmpty(in.Document),
 		Reason:       nonEmpty(in.Reason),
 		Parameters:   in.Parameters,
 	})
 	if err != nil {
+		s.dropPredial()
 		return nil, fmt.Errorf("start session: %w", err)
 	}
 	s.id = aws.ToString(out.SessionId)
 	s.streamURL = aws.ToString(out.StreamUrl)
 	s.token = aws.ToString(out.TokenValue)
 	if s.id == "" || s.streamURL == "" || s.token == "" {
+		s.dropPredial()
 		if s.id != "" {
 			s.terminate(ctx)
 		}
 		return nil, errors.New("start session: response lacks SessionId, StreamUrl or TokenValue")
+	}
+	// Refuse a stream URL before anything is signed for it (§15.3).
+	if _, err := checkStreamURL(s.streamURL, s.region, s.opts.StreamHosts); err != nil {
+		s.dropPredial()
+		s.terminate(ctx)
+		return nil, err
 	}
 	s.log = s.log.With("session", s.id)
 	s.log.Debug("session started", "target", in.Target)
@@ -239,8 +308,6 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 // ID is the SessionId.
 func (s *Session) ID() string { return s.id }
 
-func (s *Session) now() time.Time { return time.Now() }
-
 func nonEmpty(v string) *string {
 	if v == "" {
 		return nil
@@ -248,8 +315,12 @@ func nonEmpty(v string) *string {
 	return &v
 }
 
-// terminateTimeout bounds the TerminateSession call on every exit path.
-const terminateTimeout = 2 * time.Second
+const (
+	// startTimeout bounds StartSession, retries included.
+	startTimeout = 60 * time.Second
+	// terminateTimeout bounds the TerminateSession call on every exit path.
+	terminateTimeout = 2 * time.Second
+)
 
 // terminate ends the session on the AWS side (§1.4), bounded in time and
 // independent of ctx's cancellation.
@@ -286,6 +357,18 @@ func (s *Session) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) er
 	go readStdin(ctx, stdin, lp.stdin)
 	err := lp.run(ctx)
 	lp.stopping = true
+	cancel() // a resume in flight gives up
+	if lp.resuming {
+		select {
+		case r := <-lp.resumed:
+			if r.link != nil {
+				r.link.ws.Close()
+			}
+		case <-time.After(closeGrace):
+		}
+	} else {
+		s.dropPredial() // the first dial never happened
+	}
 	if !lp.remoteClosed {
 		if lp.link != nil && lp.established {
 			lp.sendFlag(protocol.FlagTerminateSession)
@@ -296,7 +379,7 @@ func (s *Session) Run(ctx context.Context, stdin io.Reader, stdout io.Writer) er
 	if lp.link != nil {
 		lp.link.close()
 	}
-	if ferr := lp.out.finish(ctx, 5*time.Second); err == nil && ferr != nil && !lp.stdinEOF {
+	if ferr := lp.out.finish(5 * time.Second); err == nil && ferr != nil && !lp.stdinEOF {
 		err = ferr
 	}
 	return err

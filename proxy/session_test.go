@@ -59,7 +59,11 @@ func stSessionAPI(t *testing.T, o ssmtest.Options, po proxy.Options, wrap func(p
 	if po.PingInterval == 0 {
 		po.PingInterval, po.DeadPeerTimeout = 200*time.Millisecond, time.Second
 	}
+	if po.DrainTimeout == 0 {
+		po.DrainTimeout = 200 * time.Millisecond
+	}
 	po.RefreshCredentials = creds.Invalidate
+	po.StreamHosts = []string{"127.0.0.1"} // the emulator, as AWS_ENDPOINT_URL_SSM names it
 	var a proxy.API = api
 	if wrap != nil {
 		a = wrap(api)
@@ -142,7 +146,7 @@ func stNoLeaks(t *testing.T, before int) {
 
 // stEcho pushes size random bytes through an echo target while the
 // emulator applies o, and checks they come back intact and in order.
-func stEcho(t *testing.T, o ssmtest.Options, size int) ssmtest.Stats {
+func stEcho(t *testing.T, o ssmtest.Options, size int) (ssmtest.Stats, proxy.Stats) {
 	t.Helper()
 	o.TargetAddr = stEchoServer(t)
 	before := runtime.NumGoroutine()
@@ -172,16 +176,17 @@ func stEcho(t *testing.T, o ssmtest.Options, size int) ssmtest.Stats {
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), size)
 	}
 	st := stIdle(t, emu)
-	if ss := sess.Stats(); ss.BytesUp != int64(size) || ss.BytesDown != int64(size) || int64(ss.Resumes) != st.Reconnects {
+	ss := sess.Stats()
+	if ss.BytesUp != int64(size) || ss.BytesDown != int64(size) || int64(ss.Resumes) != st.Reconnects {
 		t.Errorf("session stats %+v, want %d bytes each way and %d resumes", ss, size, st.Reconnects)
 	}
 	emu.Close()
 	stNoLeaks(t, before)
-	return st
+	return st, ss
 }
 
 func TestSessionEcho(t *testing.T) {
-	st := stEcho(t, ssmtest.Options{}, 1<<20)
+	st, _ := stEcho(t, ssmtest.Options{}, 1<<20)
 	if st.BytesUp != 1<<20 || st.BytesDown != 1<<20 {
 		t.Errorf("bytes up %d down %d", st.BytesUp, st.BytesDown)
 	}
@@ -192,40 +197,64 @@ func TestSessionEcho(t *testing.T) {
 	}
 }
 
-// TestSessionFaults: the session logic survives every emulator knob (§5, §8).
+// TestSessionFaults: the session survives every emulator knob on its own
+// (§5, §8), in-process, 1 MiB each way. Each case checks that its fault
+// fired — on the emulator's side and in what the session saw — as well as
+// the bytes; e2e/resume_test.go runs the same knobs, together, through real
+// ssh.
 func TestSessionFaults(t *testing.T) {
 	cases := []struct {
-		name   string
-		o      ssmtest.Options
-		resume bool
+		name  string
+		o     ssmtest.Options
+		fired func(emu ssmtest.Stats, sess proxy.Stats) bool
 	}{
-		{"bye", ssmtest.Options{ByeEvery: 150 * time.Millisecond}, true},
-		{"drop", ssmtest.Options{DropEveryBytes: 300 << 10}, true},
-		{"blackhole", ssmtest.Options{BlackholeEvery: 400 << 10}, true},
-		{"ack_loss", ssmtest.Options{AckLoss: 0.1}, false},
-		{"duplicate", ssmtest.Options{Duplicate: 0.1}, false},
-		{"reorder", ssmtest.Options{Reorder: 0.1}, false},
-		{"pause", ssmtest.Options{PauseEvery: 100 * time.Millisecond, PauseFor: 50 * time.Millisecond}, false},
-		{"latency", ssmtest.Options{Latency: 20 * time.Millisecond}, false},
+		{"bye", ssmtest.Options{ByeEvery: 400 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.Byes > 0 && s.Resumes > 0
+		}},
+		{"cell moves", ssmtest.Options{ByeEvery: 400 * time.Millisecond, MoveCellOnResume: true}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.CellMoves > 0 && e.StaleURLRefusals == 0 && int64(s.Resumes) == e.CellMoves
+		}},
+		{"drop", ssmtest.Options{DropEveryBytes: 900 << 10}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.Drops > 0 && s.Resumes > 0
+		}},
+		{"blackhole", ssmtest.Options{BlackholeEvery: 900 << 10}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.Blackholes > 0 && s.Resumes > 0
+		}},
+		{"ack_loss", ssmtest.Options{AckLoss: 0.1}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.AcksLost > 0 && e.Retransmissions > 0 && s.Retransmits > 0
+		}},
+		{"duplicate", ssmtest.Options{Duplicate: 0.1}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.FramesDuplicated > 0 && e.DuplicatesReceived > 0 && s.Duplicates > 0
+		}},
+		{"reorder", ssmtest.Options{Reorder: 0.1}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.FramesReordered > 0 && s.OutOfOrder > 0
+		}},
+		{"pause", ssmtest.Options{PauseEvery: 100 * time.Millisecond, PauseFor: 50 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.Pauses > 0 && s.Pauses > 0
+		}},
+		{"latency", ssmtest.Options{Latency: 20 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.FramesDelayed > 0
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			c.o.Seed = 3
-			st := stEcho(t, c.o, 1<<20)
-			if c.resume && st.Resumes == 0 {
-				t.Fatalf("no resume happened: %+v", st)
+			emu, sess := stEcho(t, c.o, 1<<20)
+			if !c.fired(emu, sess) {
+				t.Fatalf("the fault did not fire: emulator %+v, session %+v", emu, sess)
 			}
 		})
 	}
 }
 
 func TestSessionCancelTerminates(t *testing.T) {
-	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{})
+	established := make(chan struct{})
+	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{OnEvent: onHandshake(established)})
 	ctx, cancel := context.WithCancel(context.Background())
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	done, _ := stRun(ctx, sess, pr)
-	time.Sleep(200 * time.Millisecond)
+	stWaitChan(t, established)
 	cancel()
 	if err := stWait(t, done, 10*time.Second); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Run = %v, want context.Canceled", err)
@@ -279,15 +308,36 @@ func TestSessionResumeGivesUp(t *testing.T) {
 // TestSessionTerminatedElsewhere: TerminateSession by someone else ends the
 // session with channel_closed; Run returns without error.
 func TestSessionTerminatedElsewhere(t *testing.T) {
-	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{})
+	established := make(chan struct{})
+	emu, sess := stSession(t, ssmtest.Options{TargetAddr: stEchoServer(t)}, proxy.Options{OnEvent: onHandshake(established)})
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	done, _ := stRun(context.Background(), sess, pr)
-	time.Sleep(200 * time.Millisecond)
+	stWaitChan(t, established)
 	if _, err := ssmtest.APIClient(emu.Endpoint()).TerminateSession(context.Background(), &ssm.TerminateSessionInput{SessionId: aws.String(sess.ID())}); err != nil {
 		t.Fatal(err)
 	}
 	if err := stWait(t, done, 10*time.Second); err != nil {
 		t.Fatalf("Run = %v", err)
+	}
+}
+
+// onHandshake returns an OnEvent that closes ch at HandshakeComplete.
+func onHandshake(ch chan struct{}) func(proxy.Event) {
+	var once sync.Once
+	return func(e proxy.Event) {
+		if e.Kind == proxy.EventHandshakeComplete {
+			once.Do(func() { close(ch) })
+		}
+	}
+}
+
+// stWaitChan waits for ch to be closed.
+func stWaitChan(t *testing.T, ch <-chan struct{}) {
+	t.Helper()
+	select {
+	case <-ch:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no handshake within 10 s")
 	}
 }

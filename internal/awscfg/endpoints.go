@@ -44,14 +44,14 @@ func SSMEndpoint(ctx context.Context, cfg aws.Config) (Endpoint, error) {
 	return Endpoint{Service: "ssm", URL: &u, Setting: endpointSetting(cfg, "SSM"), ServerName: u.Hostname()}, nil
 }
 
-// MessagesEndpoint is where the data-channel websockets of sessions
+// DataChannelEndpoint is where the data-channel websockets of sessions
 // started with cfg connect: the ssmmessages override if there is one
 // (AWS_ENDPOINT_URL_SSMMESSAGES, or the profile's services section);
 // otherwise the regional name, ssmmessages.REGION.amazonaws.com (or the
 // partition's suffix) — unless the SSM endpoint is overridden with a host
 // that is not an AWS name: such a stand-in (an emulator, a test service)
 // serves the data channel itself, so its host is where StreamUrls point.
-func MessagesEndpoint(ctx context.Context, cfg aws.Config) (Endpoint, error) {
+func DataChannelEndpoint(ctx context.Context, cfg aws.Config) (Endpoint, error) {
 	api, err := SSMEndpoint(ctx, cfg)
 	if err != nil {
 		return Endpoint{}, err
@@ -199,4 +199,29 @@ func ignore(env config.EnvConfig, shared config.SharedConfig) bool {
 		return *env.IgnoreConfiguredEndpoints
 	}
 	return shared.IgnoreConfiguredEndpoints != nil && *shared.IgnoreConfiguredEndpoints
+}
+
+// StreamHosts are the hosts the user configured to which a Session Manager
+// StreamUrl may point besides AWS's own messages endpoints (§15.3): the
+// ssmmessages endpoint override, and the host of the SSM API endpoint
+// override ssmEndpoint (an emulator, or a proxy that serves both).
+func StreamHosts(cfg aws.Config, ssmEndpoint string) []string {
+	var hosts []string
+	for _, e := range []string{ssmMessagesEndpoint(cfg), ssmEndpoint} {
+		if u, err := url.Parse(e); err == nil && u.Hostname() != "" {
+			hosts = append(hosts, u.Hostname())
+		}
+	}
+	return hosts
+}
+
+// MessagesEndpoint is the ssmmessages endpoint override
+// (AWS_ENDPOINT_URL_SSMMESSAGES or the profile's services section), "" if
+// none.
+func MessagesEndpoint(cfg aws.Config) string { return ssmMessagesEndpoint(cfg) }
+
+// ssmMessagesEndpoint is the ssmmessages endpoint override, if any.
+func ssmMessagesEndpoint(cfg aws.Config) string {
+	e, _ := messagesOverride(cfg)
+	return e
 }

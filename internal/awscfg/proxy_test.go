@@ -331,7 +331,7 @@ func TestEndpointSettings(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			msg, err := MessagesEndpoint(testCtx(t), cfg)
+			msg, err := DataChannelEndpoint(testCtx(t), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -349,7 +349,7 @@ func TestEndpointSettings(t *testing.T) {
 	isolate(t, "")
 	t.Setenv("AWS_REGION", "cn-north-1")
 	cfg, _, _ := Load(testCtx(t), Options{})
-	if msg, _ := MessagesEndpoint(testCtx(t), cfg); msg.URL.Host != "ssmmessages.cn-north-1.amazonaws.com.cn" {
+	if msg, _ := DataChannelEndpoint(testCtx(t), cfg); msg.URL.Host != "ssmmessages.cn-north-1.amazonaws.com.cn" {
 		t.Errorf("China: %s", msg.URL)
 	}
 }

@@ -2,8 +2,9 @@ package ssmtest
 
 // The SSM agent's half of a port session (§5, §6, §7.2, §9): handshake,
 // the reliability layer with the agent's own rules, and the port plugin in
-// basic mode. One goroutine (runAgent) handles the client's frames, the
-// resend tick and the session timers; the target is read on another.
+// basic mode; multiplexed port forwarding is in mux.go. One goroutine
+// (runAgent) handles the client's frames, the resend tick and the session
+// timers; the target (or the smux server's output) is read on another.
 
 import (
 	"context"
@@ -32,9 +33,6 @@ const (
 	// system's.
 	dialTimeout = 10 * time.Second
 )
-
-// agentVersionMuxServer is the first agent with smux (§9.3).
-const agentVersionMuxServer = "3.0.222.0"
 
 type handshakePhase int
 
@@ -66,10 +64,15 @@ type agentState struct {
 	response      *protocol.HandshakeResponse // processed, acked, not yet acted on
 	clientVersion string
 
-	// port plugin (§7.2, §7.3)
-	target    net.Conn // nil until the first dial succeeded ("not ready")
-	redial    bool     // LocalPortForwarding: dial again on the next data
-	finishing bool     // the plugin has ended; draining before channel_closed
+	// port plugin (§7.2–§7.5)
+	// target is the destination connection in basic mode, the agent's end
+	// of the smux server's pipe in mux mode; nil until then ("not ready").
+	target    net.Conn
+	redial    bool       // basic LocalPortForwarding: dial again on the next data
+	mux       *muxServer // mux mode (§7.4)
+	addresses []string   // the resolved host of …ToRemoteHost (§7.5)
+	finishing bool       // the plugin has ended; draining before channel_closed
+	fwd       *forwardingCounters
 }
 
 // outMsg is one sent stream message kept for retransmission.
@@ -95,6 +98,7 @@ func (a *agentState) init() {
 	a.srtt = initialSRTT
 	a.rto = initialRTO
 	a.incoming = make(map[int64]protocol.Message)
+	a.fwd = new(forwardingCounters)
 }
 
 // runAgent is the agent goroutine of a session.
@@ -294,7 +298,7 @@ func (ss *session) processLocked(m protocol.Message) bool {
 		if a.redial && !ss.redialLocked() {
 			return false
 		}
-		conn := a.target
+		conn, mux := a.target, a.mux
 		ss.mu.Unlock()
 		_, err := conn.Write(m.Payload)
 		ss.mu.Lock()
@@ -303,6 +307,9 @@ func (ss *session) processLocked(m protocol.Message) bool {
 				ss.srv.logf("ssmtest: session %s: write to target: %v", ss.id, err)
 			}
 			return false
+		}
+		if mux != nil {
+			mux.countUp(m.Payload, a.fwd)
 		}
 		n := int64(len(m.Payload))
 		ss.srv.add(func(st *Stats) { st.BytesUp += n })
@@ -317,9 +324,14 @@ func (ss *session) processLocked(m protocol.Message) bool {
 		case protocol.FlagTerminateSession:
 			ss.finishLocked(EndTerminateFlag, "")
 		case protocol.FlagDisconnectToPort:
+			if a.mux != nil {
+				// Streams end with smux FIN in mux mode (§7.4).
+				a.fwd.ignored.Add(1)
+				break
+			}
 			if ss.portType == "" {
 				// SSH: the closed destination is a read failure that ends
-				// the session (Corrections 4); the agent sets no text.
+				// the session (§7.2); the agent sets no text.
 				ss.finishLocked(EndDisconnectFlag, "")
 			} else {
 				a.target.Close()
@@ -354,21 +366,26 @@ func (ss *session) afterProcessLocked() {
 	a.phase = phaseComplete
 	ss.srv.logf("ssmtest: session %s: handshake complete, client version %q", ss.id, a.clientVersion)
 
-	if ss.portType == typeLocalPortForward &&
-		protocol.CompareAgentVersions(a.clientVersion, protocol.ClientVersionMux) >= 0 &&
-		protocol.CompareAgentVersions(ss.agentVersion, agentVersionMuxServer) >= 0 {
-		ss.finishLocked(EndUnsupported, protocol.ErrorTitle+
-			"ssmtest: multiplexed (smux) port forwarding is not emulated; report a ClientVersion below "+protocol.ClientVersionMux+" for basic mode")
+	if host := ss.properties["host"]; host != "" && !ss.remoteHostLocked(host) {
 		return
 	}
+	if ss.portType == typeLocalPortForward &&
+		protocol.CompareAgentVersions(a.clientVersion, protocol.ClientVersionMux) >= 0 &&
+		protocol.CompareAgentVersions(ss.agentVersion, protocol.AgentVersionMuxMin) >= 0 {
+		ss.startMuxLocked()
+		return
+	}
+	if ss.portType == typeLocalPortForward {
+		a.fwd.basicSessions.Add(1)
+	}
 	ss.srv.wg.Add(1)
-	go ss.dial(ss.dialFunc)
+	go ss.dial(ss.dialFuncLocked(), ss.destinationsLocked())
 }
 
-// dial is the port plugin's first dial (§9.1 step 6).
-func (ss *session) dial(dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)) {
+// dial is the basic port plugin's first dial (§9.1 step 6).
+func (ss *session) dial(dialFunc func(ctx context.Context, network, addr string) (net.Conn, error), addrs []string) {
 	defer ss.srv.wg.Done()
-	conn, err := dialFunc(ss.ctx, "tcp", ss.dialAddr)
+	conn, err := dialDestinations(ss.ctx, dialFunc, addrs)
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
@@ -396,7 +413,7 @@ func (ss *session) dialDone(r dialResult) {
 		ss.finishLocked(EndDialFailed, protocol.DialFailedPrefix+r.err.Error())
 		return
 	}
-	ss.srv.logf("ssmtest: session %s: connected to %s", ss.id, ss.dialAddr)
+	ss.srv.logf("ssmtest: session %s: connected to %s", ss.id, r.conn.RemoteAddr())
 	a.target = r.conn
 	ss.srv.wg.Add(1)
 	go ss.readTarget(r.conn)
@@ -406,9 +423,9 @@ func (ss *session) dialDone(r dialResult) {
 // redialLocked is LocalPortForwarding's "reconnect on next data" (§7.3).
 func (ss *session) redialLocked() bool {
 	a := &ss.agent
-	dialFunc := ss.dialFunc
+	dialFunc, addrs := ss.dialFuncLocked(), ss.destinationsLocked()
 	ss.mu.Unlock()
-	conn, err := dialFunc(ss.ctx, "tcp", ss.dialAddr)
+	conn, err := dialDestinations(ss.ctx, dialFunc, addrs)
 	ss.mu.Lock()
 	if ss.ended || a.finishing {
 		if conn != nil {
@@ -426,10 +443,10 @@ func (ss *session) redialLocked() bool {
 	return true
 }
 
-// readTarget is the port plugin's WritePump (§5.6, §7.2): 1024-byte reads
-// from the target, each sent as one Output message, with a 1 ms pause
-// after each under Pacing. It does not read while no client is attached
-// or while the websocket's queue is full.
+// readTarget is the port plugin's WritePump (§5.6, §7.2, §7.4): 1024-byte
+// reads from the target or the smux server, each sent as one Output
+// message, with a 1 ms pause after each under Pacing. It does not read
+// while no client is attached or while the websocket's queue is full.
 func (ss *session) readTarget(conn net.Conn) {
 	defer ss.srv.wg.Done()
 	a := &ss.agent
@@ -446,9 +463,17 @@ func (ss *session) readTarget(conn net.Conn) {
 		}
 		if n > 0 {
 			ss.sendStreamLocked(protocol.PayloadOutput, append([]byte(nil), buf[:n]...))
+			if a.mux != nil {
+				a.mux.countDown(buf[:n], a.fwd)
+			}
 		}
 		if err != nil {
 			switch {
+			case a.mux != nil:
+				// The smux server has closed its end: its session is dead
+				// and the port plugin exits (§7.4).
+				ss.srv.logf("ssmtest: session %s: smux server output ended: %v", ss.id, err)
+				ss.finishLocked(EndMuxClosed, "")
 			case ss.portType == typeLocalPortForward:
 				ss.srv.logf("ssmtest: session %s: target closed (%v); dialing again on the next data", ss.id, err)
 				conn.Close()
@@ -506,6 +531,9 @@ func (ss *session) finishLocked(reason, output string) {
 	a.finishing = true
 	if a.target != nil {
 		a.target.Close()
+	}
+	if a.mux != nil {
+		a.mux.sess.Close()
 	}
 	ss.srv.logf("ssmtest: session %s: agent finishing: %s", ss.id, reason)
 	ss.srv.wg.Add(1)

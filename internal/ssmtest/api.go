@@ -1,6 +1,6 @@
 package ssmtest
 
-// The SSM API half of the emulator (protocol.md §1): AWS JSON 1.1 over
+// The SSM API half of the emulator (docs/protocol.md §1): AWS JSON 1.1 over
 // POST /, the operation named by X-Amz-Target, every call SigV4-signed for
 // service ssm. Errors are {"__type": code, "message": text} with status 400
 // (500 for InternalServerError); every response carries x-amzn-RequestId.
@@ -59,9 +59,17 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.serveInstanceConnect(w, r)
 		return
 	}
+	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), apiTargetPrefix)
+	if s.hang[op] {
+		// Read the body first: only then does the server notice the
+		// client closing its connection (and cancel r's context).
+		io.Copy(io.Discard, io.LimitReader(r.Body, maxAPIBody))
+		if s.hangIfAsked(w, r, op) {
+			return
+		}
+	}
 	requestID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", requestID)
-	op := strings.TrimPrefix(r.Header.Get("X-Amz-Target"), apiTargetPrefix)
 	out, err := s.handleAPI(r)
 	if err != nil {
 		ae := toAPIError(err)
@@ -108,6 +116,11 @@ func (s *Server) handleAPI(r *http.Request) (any, error) {
 	op, ok := strings.CutPrefix(target, apiTargetPrefix)
 	if !ok {
 		return nil, newAPIError("UnknownOperationException", "unknown operation %q", target)
+	}
+	// Rate limits apply to authenticated callers, before the request
+	// itself is looked at.
+	if s.throttled(op) {
+		return nil, errThrottled
 	}
 	switch op {
 	case "StartSession":
@@ -281,9 +294,10 @@ func (in *sessionIDInput) validate() error {
 	return v.err()
 }
 
-// apiResumeSession returns a fresh token for the session's websocket, or an
-// empty one for a session that has ended, which the client must treat as
-// over (§1.3). Resumes are counted by the session.
+// apiResumeSession returns a fresh token for the session's websocket and
+// the StreamUrl to use it with (a new one under MoveCellOnResume, §15.1),
+// or an empty token for a session that has ended, which the client must
+// treat as over (§1.3). Resumes are counted by the session.
 func (s *Server) apiResumeSession(in *sessionIDInput) (*sessionOutput, error) {
 	if err := in.validate(); err != nil {
 		return nil, err
@@ -292,7 +306,8 @@ func (s *Server) apiResumeSession(in *sessionIDInput) (*sessionOutput, error) {
 	if ss == nil {
 		return nil, newAPIError("DoesNotExistException", "Session with id %s does not exist.", *in.SessionId)
 	}
-	return &sessionOutput{SessionId: ss.id, StreamUrl: ss.streamURL, TokenValue: ss.resume()}, nil
+	token, streamURL := ss.resumeSession()
+	return &sessionOutput{SessionId: ss.id, StreamUrl: streamURL, TokenValue: token}, nil
 }
 
 // terminateSessionOutput is the TerminateSession response (§1.4).

@@ -32,6 +32,7 @@ func ClientEnv(tb testing.TB, endpoint string) []string {
 		"AWS_SECRET_ACCESS_KEY="+SecretAccessKey,
 		"AWS_REGION="+DefaultRegion,
 		"AWS_ENDPOINT_URL_SSM="+endpoint,
+		"AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT="+endpoint,
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+empty,
 		"AWS_SHARED_CREDENTIALS_FILE="+empty,

@@ -7,12 +7,17 @@ package ssmtest
 // agent (agent.go).
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 
@@ -38,6 +43,14 @@ const (
 	// fixed so that loopback autotuning (megabytes) does not put more in
 	// flight than a real gateway connection would.
 	sendBuffer = 32 << 10
+	// recvBuffer is the kernel receive buffer of a data-channel connection
+	// while BlackholeEvery is on: once a black hole stops reading, a
+	// client's writes block after this much (plus its own send buffer),
+	// not after the megabytes loopback autotuning would take in.
+	recvBuffer = 32 << 10
+	// maxCloseText is the longest close reason a close frame can carry
+	// (RFC 6455 §5.5: 125 bytes of payload, 2 of them the code).
+	maxCloseText = 123
 	// maxFrame bounds an incoming websocket message.
 	maxFrame = protocol.FrameHeaderLen + protocol.MaxPayload
 )
@@ -54,6 +67,13 @@ var upgrader = websocket.Upgrader{
 // mandatory. Refusals are HTTP 403 and count as RefusedUpgrades; accepted
 // upgrades count as SignedUpgrades or UnsignedUpgrades, whatever the
 // OpenDataChannel that follows.
+//
+// Under MoveCellOnResume the URL must also name the session's current
+// cell. AWS says only that the old URL "no longer works" after a move; the
+// emulator answers it as it answers a session it does not know, HTTP 404
+// before the upgrade, because to the cell the client reached the session
+// is unknown now. It is neither a transient failure nor the 403 of a bad
+// signature, and a client should not retry it as one.
 func (s *Server) serveDataChannel(w http.ResponseWriter, r *http.Request) {
 	err := s.verifySigV4(r, "ssmmessages", nil)
 	signed := err == nil
@@ -67,14 +87,25 @@ func (s *Server) serveDataChannel(w http.ResponseWriter, r *http.Request) {
 		return
 	default:
 		s.add(func(st *Stats) { st.RefusedUpgrades++ })
-		s.logf("ssmtest: data channel: upgrade refused: %v", err)
-		http.Error(w, "Forbidden: "+err.Error(), http.StatusForbidden)
+		s.logf("ssmtest: data channel: upgrade refused: %v", firstLine(err.Error()))
+		// One line: the gateway's answer body is not known, and the
+		// canonical request of a mismatch is only for the log.
+		http.Error(w, "Forbidden: "+firstLine(err.Error()), http.StatusForbidden)
 		return
 	}
 	id := strings.TrimPrefix(r.URL.Path, "/v1/data-channel/")
 	ss := s.lookupSession(id)
 	if ss == nil {
 		http.Error(w, "Not Found", http.StatusNotFound)
+		return
+	}
+	ss.mu.Lock()
+	inCell := ss.inCellLocked(r.URL.Query().Get("cell-number"))
+	ss.mu.Unlock()
+	if !inCell {
+		s.add(func(st *Stats) { st.StaleURLRefusals++ })
+		s.logf("ssmtest: session %s: upgrade of a URL whose cell the session has left refused", id)
+		http.Error(w, "Not Found: the session is not in this cell", http.StatusNotFound)
 		return
 	}
 	conn, err := upgrader.Upgrade(w, r, nil)
@@ -96,8 +127,11 @@ func (s *Server) serveDataChannel(w http.ResponseWriter, r *http.Request) {
 	s.mu.Unlock()
 	defer s.wg.Done()
 
-	if tc, ok := conn.UnderlyingConn().(*net.TCPConn); ok {
+	if tc, ok := tcpConn(conn.UnderlyingConn()).(*net.TCPConn); ok {
 		tc.SetWriteBuffer(sendBuffer)
+		if s.opts.BlackholeEvery > 0 {
+			tc.SetReadBuffer(recvBuffer)
+		}
 	}
 	conn.SetReadLimit(maxFrame)
 	conn.SetReadDeadline(time.Now().Add(openTimeout))
@@ -119,23 +153,192 @@ func (s *Server) serveDataChannel(w http.ResponseWriter, r *http.Request) {
 	}
 	if err != nil {
 		s.logf("ssmtest: session %s: bad OpenDataChannel: %v", id, err)
-		refuse(conn)
+		refuse(conn, "invalid token")
+		return
+	}
+	if reason := s.checkClientVersion(open.ClientVersion); reason != "" {
+		s.logf("ssmtest: session %s: OpenDataChannel refused: %s", id, reason)
+		refuse(conn, reason)
+		return
+	}
+	if reason := ss.checkToken(open.TokenValue); reason != "" {
+		s.logf("ssmtest: session %s: open refused: %s", id, reason)
+		refuse(conn, "invalid token")
+		return
+	}
+	if s.closeOnOpen() {
+		c := s.opts.CloseOnOpen
+		s.logf("ssmtest: session %s: websocket closed on open with %d %q (CloseOnOpen)", id, c.Code, c.Text)
+		closeNow(conn, c.Code, c.Text)
 		return
 	}
 	ws := ss.attach(conn, open.TokenValue)
 	if ws == nil {
-		refuse(conn)
+		refuse(conn, "invalid token")
 		return
 	}
 	ws.readLoop()
 }
 
 // refuse closes a websocket whose OpenDataChannel was not accepted (§9.1
-// step 1). The real gateway's close code is not known; 1008 (policy
-// violation) says what happened.
-func refuse(conn *websocket.Conn) {
-	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, "invalid token"), time.Now().Add(time.Second))
+// step 1) with reason. The real gateway's close code is not known; 1008
+// (policy violation) says what happened.
+func refuse(conn *websocket.Conn, reason string) {
+	reason = truncateUTF8(reason, maxCloseText)
+	conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.ClosePolicyViolation, reason), time.Now().Add(time.Second))
 	conn.Close()
+}
+
+// checkClientVersion counts v and returns why the gateway refuses it, or
+// "" (§2, §15.2). AWS does not say how the service compares versions; the
+// emulator compares dotted decimal components numerically, a missing
+// component counting as 0, and refuses anything else as not a version.
+func (s *Server) checkClientVersion(v string) string {
+	s.add(func(st *Stats) {
+		k := v
+		if len(k) > 64 {
+			k = k[:64]
+		}
+		st.ClientVersions[k]++
+	})
+	if s.opts.AnyClientVersion {
+		return ""
+	}
+	min := s.opts.MinClientVersion
+	var reason string
+	switch {
+	case v == "":
+		reason = "no client version given; the minimum supported client version is " + min
+	case !validVersion(v):
+		reason = fmt.Sprintf("client version %+.40q is not supported; minimum %s", v, min)
+	case compareVersions(v, min) < 0:
+		reason = fmt.Sprintf("client version %s is no longer supported; minimum %s", v, min)
+	default:
+		return ""
+	}
+	s.add(func(st *Stats) { st.ClientVersionRefusals++ })
+	return reason
+}
+
+// parseVersion splits a dotted decimal version such as 1.2.764.0.
+func parseVersion(v string) ([]uint64, bool) {
+	parts := strings.Split(v, ".")
+	out := make([]uint64, len(parts))
+	for i, p := range parts {
+		n, err := strconv.ParseUint(p, 10, 32)
+		if err != nil {
+			return nil, false
+		}
+		out[i] = n
+	}
+	return out, true
+}
+
+// validVersion reports whether v is a dotted decimal version.
+func validVersion(v string) bool {
+	_, ok := parseVersion(v)
+	return ok
+}
+
+// compareVersions orders two valid versions numerically, component by
+// component, missing components counting as 0.
+func compareVersions(a, b string) int {
+	x, _ := parseVersion(a)
+	y, _ := parseVersion(b)
+	for i := range max(len(x), len(y)) {
+		var p, q uint64
+		if i < len(x) {
+			p = x[i]
+		}
+		if i < len(y) {
+			q = y[i]
+		}
+		if c := cmp.Compare(p, q); c != 0 {
+			return c
+		}
+	}
+	return 0
+}
+
+// closeOnOpen counts an accepted OpenDataChannel and reports whether
+// CloseOnOpen closes it.
+func (s *Server) closeOnOpen() bool {
+	c := s.opts.CloseOnOpen
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opens++
+	if c.Code == 0 || (c.Opens > 0 && s.opens > c.Opens) {
+		return false
+	}
+	s.stats.ClosedOnOpen++
+	s.changedLocked()
+	return true
+}
+
+// closeNow closes a websocket that was just opened: a close frame with code
+// and text (none for 1006, a frame without a status for 1005), a bounded
+// wait for the client's close frame, then the TCP connection.
+func closeNow(conn *websocket.Conn, code int, text string) {
+	defer tcpConn(conn.UnderlyingConn()).Close()
+	if code == websocket.CloseAbnormalClosure {
+		return
+	}
+	deadline := time.Now().Add(closeWait)
+	if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, text), deadline); err != nil {
+		return
+	}
+	conn.SetReadDeadline(deadline)
+	for {
+		if _, _, err := conn.ReadMessage(); err != nil {
+			return
+		}
+	}
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character
+// (close reasons must be UTF-8).
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}
+
+// firstLine is s up to its first newline.
+func firstLine(s string) string {
+	line, _, _ := strings.Cut(s, "\n")
+	return line
+}
+
+// tcpConn returns the TCP connection under c: closing a *tls.Conn would
+// write a close_notify alert first, which a fault must not do and which
+// blocks behind a stuck write.
+func tcpConn(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn()
+	}
+	return c
+}
+
+// checkToken returns why an OpenDataChannel with token does not open the
+// session, or "".
+func (ss *session) checkToken(token string) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.checkTokenLocked(token)
+}
+
+func (ss *session) checkTokenLocked(token string) string {
+	switch {
+	case ss.ended:
+		return "session ended"
+	case token != ss.token:
+		return "not the current token"
+	}
+	return ""
 }
 
 // attach makes conn the session's data channel if token is the current
@@ -144,12 +347,8 @@ func refuse(conn *websocket.Conn) {
 func (ss *session) attach(conn *websocket.Conn, token string) *wsConn {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
-	if ss.ended {
-		ss.srv.logf("ssmtest: session %s: open refused: session ended", ss.id)
-		return nil
-	}
-	if token != ss.token {
-		ss.srv.logf("ssmtest: session %s: open refused: not the current token", ss.id)
+	if reason := ss.checkTokenLocked(token); reason != "" {
+		ss.srv.logf("ssmtest: session %s: open refused: %s", ss.id, reason)
 		return nil
 	}
 	if old := ss.ws; old != nil {
@@ -248,6 +447,9 @@ func (w *wsConn) enqueueLocked(f outFrame) {
 		return
 	}
 	f.due = time.Now().Add(w.ss.srv.opts.Latency)
+	if w.ss.srv.opts.Latency > 0 {
+		w.ss.srv.add(func(st *Stats) { st.FramesDelayed++ })
+	}
 	if n := len(w.q); n > 0 && f.due.Before(w.q[n-1].due) {
 		f.due = w.q[n-1].due
 	}
@@ -294,7 +496,7 @@ func (w *wsConn) abortLocked() {
 	delete(w.ss.conns, w)
 	w.q = nil
 	close(w.closed)
-	w.conn.UnderlyingConn().Close()
+	tcpConn(w.conn.UnderlyingConn()).Close()
 	notify(w.ss.writable)
 }
 
@@ -375,7 +577,8 @@ func (w *wsConn) writeLoop() {
 
 // readLoop reads client frames until the websocket fails or closes, hands
 // them through the incoming faults to the agent's inbox, and stops reading
-// altogether once the websocket is black-holed.
+// altogether once the websocket is black-holed (countStreamBytesLocked
+// makes a read in progress fail).
 func (w *wsConn) readLoop() {
 	ss := w.ss
 	defer close(w.readerDone)
@@ -389,6 +592,11 @@ func (w *wsConn) readLoop() {
 		}
 		_, p, err := w.conn.ReadMessage()
 		ss.mu.Lock()
+		if err != nil && w.blackholed {
+			ss.mu.Unlock()
+			<-w.closed
+			return
+		}
 		if err != nil {
 			if !w.dead && !w.closing {
 				ss.srv.logf("ssmtest: session %s: websocket %d: read: %v", ss.id, w.n, err)
@@ -423,17 +631,21 @@ func (w *wsConn) receiveLocked(p []byte) {
 			return // dropped or black-holed by this very frame
 		}
 		if ss.paused {
+			ss.srv.add(func(st *Stats) { st.PausedDrops++ })
 			return // §8.4: the agent is inactive; the client must resend
 		}
 		if roll(ss.rngIn, opts.Duplicate) {
+			ss.srv.add(func(st *Stats) { st.FramesDuplicated++ })
 			w.deliverLocked(m)
 		}
 		if w.inHeld == nil && roll(ss.rngIn, opts.Reorder) {
+			ss.srv.add(func(st *Stats) { st.FramesReordered++ })
 			w.holdInLocked(m)
 			return
 		}
 	case protocol.Acknowledge:
 		if roll(ss.rngIn, opts.AckLoss) {
+			ss.srv.add(func(st *Stats) { st.AcksLost++ })
 			return
 		}
 	default:
@@ -454,6 +666,9 @@ func (w *wsConn) receiveLocked(p []byte) {
 func (w *wsConn) deliverLocked(m protocol.Message) {
 	ss := w.ss
 	due := time.Now().Add(ss.srv.opts.Latency)
+	if ss.srv.opts.Latency > 0 {
+		ss.srv.add(func(st *Stats) { st.FramesDelayed++ })
+	}
 	if n := len(ss.inbox); n > 0 && due.Before(ss.inbox[n-1].due) {
 		due = ss.inbox[n-1].due
 	}
@@ -472,7 +687,12 @@ func (w *wsConn) ping(data string) error {
 		return nil
 	}
 	pong := func() {
-		w.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		ss.mu.Lock()
+		bh := w.blackholed
+		ss.mu.Unlock()
+		if !bh { // a black hole that began meanwhile answers nothing
+			w.conn.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+		}
 	}
 	if d := ss.srv.opts.Latency; d > 0 {
 		time.AfterFunc(d, pong)

@@ -8,6 +8,8 @@ package ssmtest
 // Nothing is injected once the agent is finishing or the session has ended.
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"math/rand"
 	"time"
 
@@ -32,7 +34,8 @@ func (w *wsConn) faultable() bool {
 
 // transmitLocked queues one agent frame for the client through the
 // outgoing faults: an ack may be lost; a stream frame may be sent twice or
-// held back until the frame after it.
+// held back until the frame after it. The first HandshakeComplete goes out
+// as it is, followed by the HugeFrameBytes frame if that is on.
 func (w *wsConn) transmitLocked(frame []byte, stream bool, streamLen int) {
 	if w.dead || w.closing {
 		return
@@ -40,15 +43,24 @@ func (w *wsConn) transmitLocked(frame []byte, stream bool, streamLen int) {
 	ss := w.ss
 	opts := &ss.srv.opts
 	f := outFrame{data: frame, streamLen: streamLen}
+	if stream && opts.HugeFrameBytes > 0 && !ss.hugeSent && framePayloadType(frame) == protocol.PayloadHandshakeComplete {
+		w.releaseOutHeldLocked()
+		w.enqueueLocked(f)
+		w.sendHugeFrameLocked()
+		return
+	}
 	if !stream {
 		if roll(ss.rngOut, opts.AckLoss) {
+			ss.srv.add(func(st *Stats) { st.AcksLost++ })
 			return
 		}
 	} else {
 		if roll(ss.rngOut, opts.Duplicate) {
+			ss.srv.add(func(st *Stats) { st.FramesDuplicated++ })
 			w.enqueueLocked(f)
 		}
 		if w.outHeld == nil && roll(ss.rngOut, opts.Reorder) {
+			ss.srv.add(func(st *Stats) { st.FramesReordered++ })
 			w.outHeld = &f
 			w.outHeldTimer = time.AfterFunc(maxHold, w.flushOutHeld)
 			return
@@ -87,6 +99,46 @@ func (w *wsConn) holdInLocked(m protocol.Message) {
 	})
 }
 
+// framePayloadType reads the PayloadType of an encoded frame (the four
+// bytes before PayloadLength, §3).
+func framePayloadType(frame []byte) protocol.PayloadType {
+	if len(frame) < protocol.FrameHeaderLen {
+		return 0
+	}
+	return protocol.PayloadType(binary.BigEndian.Uint32(frame[protocol.FrameHeaderLen-8:]))
+}
+
+// sendHugeFrameLocked queues the HugeFrameBytes frame: output_stream_data,
+// PayloadType Output, the agent's next sequence number (which it consumes,
+// so the agent's own data follows it), a correct digest. It is encoded
+// here by hand, after §3, because protocol.Message refuses payloads above
+// protocol.MaxPayload; and it is neither kept for retransmission nor
+// counted as stream bytes, so no other fault fires because of it.
+func (w *wsConn) sendHugeFrameLocked() {
+	ss := w.ss
+	ss.hugeSent = true
+	seq := ss.agent.nextSeq
+	ss.agent.nextSeq++
+	header := protocol.Message{
+		Type:           protocol.OutputStreamData,
+		SchemaVersion:  protocol.SchemaVersion,
+		CreatedDate:    nowMillis(),
+		SequenceNumber: seq,
+		MessageID:      ss.newIDLocked(),
+		PayloadType:    protocol.PayloadOutput,
+		Payload:        []byte{0}, // replaced below
+	}
+	n := ss.srv.opts.HugeFrameBytes
+	frame := make([]byte, protocol.FrameHeaderLen+n) // a payload of zeros
+	copy(frame, mustMarshal(&header)[:protocol.FrameHeaderLen])
+	sum := sha256.Sum256(frame[protocol.FrameHeaderLen:])
+	copy(frame[protocol.FrameHeaderLen-8-sha256.Size:], sum[:])
+	binary.BigEndian.PutUint32(frame[protocol.FrameHeaderLen-4:], uint32(n))
+	w.enqueueLocked(outFrame{data: frame})
+	ss.srv.add(func(st *Stats) { st.HugeFrames++ })
+	ss.srv.logf("ssmtest: session %s: sent a %d-byte output_stream_data as seq %d (HugeFrameBytes)", ss.id, n, seq)
+}
+
 // countStreamBytesLocked adds Output payload bytes (the port's byte
 // stream) that crossed w, either way, and breaks w when DropEveryBytes or BlackholeEvery is reached. It
 // reports whether w was broken now.
@@ -107,8 +159,12 @@ func (w *wsConn) countStreamBytesLocked(n int) bool {
 	case opts.BlackholeEvery > 0 && w.streamBytes >= opts.BlackholeEvery:
 		// The websocket stays attached: the gateway does not know. The
 		// agent's frames pile up in its queue until the client replaces it.
+		// Reading stops now, even in the middle of a read, so that pings
+		// go unanswered and the client's writes fill the small receive
+		// buffer (recvBuffer) and then block.
 		w.faulted = true
 		w.blackholed = true
+		w.conn.SetReadDeadline(time.Unix(1, 0))
 		w.stopTimersLocked()
 		w.outHeld, w.inHeld = nil, nil
 		ss.srv.add(func(st *Stats) { st.Blackholes++ })

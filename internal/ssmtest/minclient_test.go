@@ -23,8 +23,11 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
-// clientVersion is what the test client reports (§6.2): above 1.2.331.0.
-const clientVersion = "1.2.677.0"
+// clientVersion is what the test client reports in OpenDataChannel and
+// HandshakeResponse: above the agent's thresholds (§6.2, §7.1), at or above
+// DefaultMinClientVersion (§15.2), and the first official release that
+// follows the StreamUrl ResumeSession returns (§15.1), as minClient does.
+const clientVersion = "1.2.835.0"
 
 // startServer starts an emulator for t; it is closed at cleanup.
 func startServer(t testing.TB, opts Options) *Server {
@@ -76,6 +79,7 @@ func newID() protocol.UUID {
 // rawEvent is one frame (or the end) read from a rawConn.
 type rawEvent struct {
 	m   protocol.Message
+	raw []byte // the frame as received (rawDial.Raw only; m is then zero)
 	err error
 	at  time.Time
 }
@@ -85,9 +89,24 @@ type rawConn struct {
 	t      testing.TB
 	ss     *session // nil unless from dialRaw
 	ws     *websocket.Conn
+	raw    bool          // deliver frames undecoded
 	events chan rawEvent // closed after the error event
 
 	wmu sync.Mutex
+}
+
+// rawDial says how tryDialRawWith opens a data channel.
+type rawDial struct {
+	URL, Token string
+	Header     map[string][]string
+	// Dialer, if set, replaces a plain websocket.Dialer (TLS tests).
+	Dialer *websocket.Dialer
+	// ClientVersion replaces clientVersion in OpenDataChannel;
+	// NoClientVersion leaves the member out.
+	ClientVersion   string
+	NoClientVersion bool
+	// Raw delivers frames as received, without decoding them.
+	Raw bool
 }
 
 // dialRaw opens ss's StreamUrl and sends OpenDataChannel with token.
@@ -121,21 +140,36 @@ func waitReady(t testing.TB, ss *session) {
 }
 
 func tryDialRaw(t testing.TB, url, token string, hdr map[string][]string) (*rawConn, error) {
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	ws, resp, err := d.Dial(url, hdr)
+	return tryDialRawWith(t, rawDial{URL: url, Token: token, Header: hdr})
+}
+
+// tryDialRawWith opens a data channel as o says and sends OpenDataChannel.
+func tryDialRawWith(t testing.TB, o rawDial) (*rawConn, error) {
+	d := o.Dialer
+	if d == nil {
+		d = &websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	}
+	ws, resp, err := d.Dial(o.URL, o.Header)
 	if err != nil {
 		if resp != nil {
 			return nil, fmt.Errorf("%w (HTTP %d)", err, resp.StatusCode)
 		}
 		return nil, err
 	}
-	c := &rawConn{t: t, ws: ws, events: make(chan rawEvent, 1<<14)}
+	c := &rawConn{t: t, ws: ws, raw: o.Raw, events: make(chan rawEvent, 1<<14)}
+	version := clientVersion
+	switch {
+	case o.NoClientVersion:
+		version = ""
+	case o.ClientVersion != "":
+		version = o.ClientVersion
+	}
 	open := protocol.OpenDataChannel{
 		MessageSchemaVersion: protocol.OpenDataChannelSchemaVersion,
 		RequestID:            newID().String(),
-		TokenValue:           token,
+		TokenValue:           o.Token,
 		ClientID:             newID().String(),
-		ClientVersion:        clientVersion,
+		ClientVersion:        version,
 	}
 	if err := ws.WriteJSON(open); err != nil {
 		ws.Close()
@@ -153,6 +187,10 @@ func (c *rawConn) read() {
 			c.events <- rawEvent{err: err, at: time.Now()}
 			close(c.events)
 			return
+		}
+		if c.raw {
+			c.events <- rawEvent{raw: p, at: time.Now()}
+			continue
 		}
 		var m protocol.Message
 		if err := m.UnmarshalBinary(p); err != nil {
@@ -468,8 +506,8 @@ func (c *minClient) run() {
 	}
 }
 
-// reconnect is §8.2: ResumeSession, dial the original StreamUrl, open with
-// the new token, resend everything unacknowledged.
+// reconnect is §8.2 as §15.1 has it: ResumeSession, dial the StreamUrl it
+// returned, open with the new token, resend everything unacknowledged.
 func (c *minClient) reconnect() bool {
 	for attempt := 0; attempt < 20; attempt++ {
 		select {
@@ -477,11 +515,11 @@ func (c *minClient) reconnect() bool {
 			return false
 		default:
 		}
-		token := c.ss.resume()
+		token, url := c.ss.resumeSession()
 		if token == "" {
 			return false
 		}
-		conn, err := tryDialRaw(c.t, c.ss.streamURL, token, nil)
+		conn, err := tryDialRaw(c.t, url, token, nil)
 		if err != nil {
 			time.Sleep(50 * time.Millisecond)
 			continue

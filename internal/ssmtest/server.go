@@ -2,7 +2,7 @@
 // the SSM JSON 1.1 API (StartSession, ResumeSession, TerminateSession,
 // DescribeInstanceInformation), the message gateway's data channel and the
 // SSM agent's port plugin, all on one loopback port. It behaves as
-// shared/protocol.md describes the real service and agent, including the
+// docs/protocol.md describes the real service and agent, including the
 // unpleasant parts, each selectable in Options.
 //
 // Use it like net/http/httptest: Start, point the client at Endpoint(),
@@ -11,11 +11,17 @@ package ssmtest
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
+	"log"
+	"maps"
+	"math"
 	"math/rand"
 	"net"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 )
@@ -48,7 +54,8 @@ type Instance struct {
 }
 
 // Options select the emulator's behaviour. The zero value is a well-behaved
-// service and agent with DefaultInstances.
+// service and agent with DefaultInstances, as the service is today: it
+// enforces DefaultMinClientVersion.
 type Options struct {
 	// Instances is the inventory; nil means DefaultInstances().
 	Instances []Instance
@@ -61,10 +68,44 @@ type Options struct {
 	// clients must follow NextToken).
 	PageSize int
 
+	// TLS, if set, makes the emulator serve HTTPS and wss instead of HTTP
+	// and ws on its one port: Endpoint() is https://… and StreamUrls are
+	// wss://…. NewTLSConfig makes a throw-away one. HTTP/2 is not offered
+	// (the websocket upgrade needs HTTP/1.1).
+	TLS *tls.Config
+	// AdvertiseAddr, if set, is the host:port that Endpoint() and the
+	// StreamUrls name instead of the listener's: the address of a proxy
+	// placed in front of the emulator (a latency link) that forwards to
+	// Addr().
+	AdvertiseAddr string
+	// StreamURLHost, if set, is the host (or host:port) the StreamUrls
+	// name, e.g. ssmmessages.us-east-1.amazonaws.com, as the real service
+	// names its own messages endpoint (§1.2). Clients then reach the data
+	// channel through their messages-endpoint override
+	// (AWS_ENDPOINT_URL_SSMMESSAGES=Endpoint()); the Host header they send
+	// is accepted whatever it is. Default: the advertised address.
+	StreamURLHost string
+
 	// RequireSignedUpgrade refuses websocket upgrades without a valid SigV4
 	// signature for service ssmmessages (§2). Signed upgrades are always
 	// verified; a bad signature is always refused.
 	RequireSignedUpgrade bool
+	// MinClientVersion is the lowest OpenDataChannel ClientVersion the
+	// gateway accepts (§2, §15.2); "" means DefaultMinClientVersion. A
+	// missing, malformed or lower version is closed with 1008 and a reason
+	// that names both versions (counted as ClientVersionRefusals).
+	MinClientVersion string
+	// AnyClientVersion switches the ClientVersion check off, as the
+	// service was before it enforced one.
+	AnyClientVersion bool
+	// MoveCellOnResume moves a session to another cell on every
+	// successful ResumeSession (§15.1): the answer's StreamUrl has a new
+	// cell-number, and from then on the data channel refuses the session's
+	// earlier URLs with HTTP 404 (StaleURLRefusals). An ended session is
+	// not moved: its ResumeSession answer has an empty TokenValue as
+	// always.
+	MoveCellOnResume bool
+
 	// AgentVersion reported in HandshakeRequest (default: the instance's).
 	AgentVersion string
 	// HandshakeTimeout is how long the agent waits for HandshakeResponse
@@ -81,7 +122,10 @@ type Options struct {
 	// time this many stream bytes (both directions) have crossed it.
 	DropEveryBytes int64
 	// BlackholeEvery: after this many stream bytes the websocket stays open
-	// but nothing more is read or written on it (no pongs either).
+	// but nothing more is read from it or written to it, pongs included.
+	// The gateway's kernel receive buffer is kept small (recvBuffer) while
+	// this fault is on, so that a client writing into the black hole
+	// blocks once the buffers are full, as it would on a dead path.
 	BlackholeEvery int64
 	// AckLoss, Duplicate and Reorder are probabilities (0..1) applied to
 	// frames in both directions: an ack dropped, a stream frame sent twice,
@@ -96,6 +140,39 @@ type Options struct {
 	IdleTimeout time.Duration
 	// Latency delays every frame, each direction, by this much (order kept).
 	Latency time.Duration
+	// CloseOnOpen makes the data channel accept the upgrade and a valid
+	// OpenDataChannel and then close the websocket at once (see
+	// CloseOnOpenOptions).
+	CloseOnOpen CloseOnOpenOptions
+	// HugeFrameBytes, if positive, makes the agent send, right after
+	// HandshakeComplete, one well-formed output_stream_data frame with a
+	// payload of this many bytes as its next sequence number (e.g. 64 MiB,
+	// far beyond any real frame). It is not kept for retransmission.
+	HugeFrameBytes int
+	// MalformedChannelClosed makes every channel_closed the gateway sends
+	// carry a payload that is not valid JSON (cut off inside Output).
+	MalformedChannelClosed bool
+
+	// HangOperations are API operations that accept the request and never
+	// answer, until the client gives up or the server closes: any of
+	// StartSession, ResumeSession, TerminateSession,
+	// DescribeInstanceInformation (SSM) and GetCallerIdentity, AssumeRole,
+	// AssumeRoleWithWebIdentity (STS). Start refuses other names.
+	HangOperations []string
+	// ThrottleRate, if positive, limits StartSession and ResumeSession to
+	// this many calls per second each (a token bucket holding
+	// ThrottleBurst calls, default ⌈ThrottleRate⌉), as SSM's API rate
+	// limits do; calls beyond it fail with ThrottlingException "Rate
+	// exceeded" (HTTP 400).
+	ThrottleRate float64
+	// ThrottleBurst is the bucket size of ThrottleRate.
+	ThrottleBurst int
+	// RefuseSignatures makes every signed API call (SSM, STS) fail with
+	// InvalidSignatureException, worded as AWS words a mismatch: the
+	// message carries the canonical request and string to sign, session
+	// token included. The data channel is not affected.
+	RefuseSignatures bool
+
 	// Forwarding selects the port-forwarding plugin's behaviour (mux.go).
 	Forwarding ForwardingOptions
 	// InstanceConnect selects the EC2 Instance Connect emulation (eic.go).
@@ -107,23 +184,62 @@ type Options struct {
 	Logf func(format string, args ...any)
 }
 
+// CloseOnOpenOptions make the gateway close data channels as soon as they
+// are open: the upgrade and the OpenDataChannel (a current token, an
+// accepted ClientVersion) are accepted, then the websocket is closed with
+// Code and Text before the agent sees it. Counted as ClosedOnOpen.
+type CloseOnOpenOptions struct {
+	// Code is the close code (0: off), e.g. 1000, 1001 or 1011. 1005 sends
+	// a close frame without a status; 1006, which no close frame can
+	// carry, closes the TCP connection without one.
+	Code int
+	// Text is the close reason (at most 123 bytes).
+	Text string
+	// Opens is how many opens are closed, counted from Start; 0 means
+	// every one.
+	Opens int
+}
+
+// DefaultMinClientVersion is the lowest ClientVersion the service supports
+// (§15.2): 1.2.764.0, the first client that signs the upgrade.
+const DefaultMinClientVersion = "1.2.764.0"
+
 // Stats are the emulator's counters. All are totals since Start except
 // Active.
 type Stats struct {
-	SessionsStarted                 int64
-	TerminatedByAPI                 int64 // TerminateSession calls that ended a live session
-	EndedByAgent                    int64 // target EOF, dial failure, flag, handshake failure, idle timeout
-	Resumes                         int64 // successful ResumeSession calls
-	Reconnects                      int64 // data-channel websockets opened for an existing session after the first
-	Active                          int64 // sessions neither terminated nor ended
-	BytesUp                         int64 // stream payload bytes client → target (delivered once)
-	BytesDown                       int64 // stream payload bytes target → client (first transmissions)
-	Retransmissions                 int64 // agent stream frames sent again after the RTO
-	DuplicatesReceived              int64 // client stream frames that arrived again (re-acked)
-	SignedUpgrades                  int64
-	UnsignedUpgrades                int64
-	RefusedUpgrades                 int64
+	SessionsStarted    int64
+	TerminatedByAPI    int64 // TerminateSession calls that ended a live session
+	EndedByAgent       int64 // target EOF, dial failure, flag, handshake failure, idle timeout
+	Resumes            int64 // successful ResumeSession calls
+	Reconnects         int64 // data-channel websockets opened for an existing session after the first
+	Active             int64 // sessions neither terminated nor ended
+	BytesUp            int64 // stream payload bytes client → target (delivered once)
+	BytesDown          int64 // stream payload bytes target → client (first transmissions)
+	Retransmissions    int64 // agent stream frames sent again after the RTO
+	DuplicatesReceived int64 // client stream frames that arrived again (re-acked)
+	SignedUpgrades     int64
+	UnsignedUpgrades   int64
+	RefusedUpgrades    int64 // HTTP 403: a bad or (RequireSignedUpgrade) missing signature
+
+	CellMoves             int64 // resumes that moved a session to a new cell (MoveCellOnResume)
+	StaleURLRefusals      int64 // HTTP 404: an upgrade of a URL whose cell the session has left
+	ClientVersionRefusals int64 // OpenDataChannel closed for a missing or too old ClientVersion
+	// ClientVersions counts the OpenDataChannel ClientVersion values seen,
+	// accepted or not ("" for none).
+	ClientVersions map[string]int64
+
 	Byes, Drops, Blackholes, Pauses int64 // faults injected
+	// AcksLost, FramesDuplicated, FramesReordered and FramesDelayed count
+	// what AckLoss, Duplicate, Reorder and Latency did, both directions.
+	AcksLost, FramesDuplicated, FramesReordered, FramesDelayed int64
+	PausedDrops                                                int64 // client stream frames dropped during a pause (§8.4)
+	ClosedOnOpen                                               int64 // websockets closed right after OpenDataChannel (CloseOnOpen)
+	HugeFrames                                                 int64 // HugeFrameBytes frames sent
+	MalformedChannelCloses                                     int64 // channel_closed sent with a payload that is not JSON
+	HungCalls                                                  int64 // API calls held without an answer (HangOperations)
+	Throttled                                                  int64 // ThrottlingException answers
+	SignatureMismatches                                        int64 // API calls refused with a signature mismatch (RefuseSignatures included)
+
 	// Endings counts how sessions ended, by reason (see End* constants).
 	Endings map[string]int64
 }
@@ -156,15 +272,23 @@ func DefaultInstances() []Instance {
 
 // Server is a running emulator. Its methods are safe for concurrent use.
 type Server struct {
-	opts     Options
-	ln       net.Listener
-	http     *http.Server
-	endpoint string
+	opts      Options
+	ln        net.Listener // the TCP listener (TLS is layered on top)
+	http      *http.Server
+	scheme    string // http or https
+	advertise string // host:port that Endpoint() and StreamUrls name
+	endpoint  string
+	hang      map[string]bool // HangOperations
+	closing   chan struct{}   // closed by Close: hung calls return
+	hung      sync.WaitGroup  // handlers of hung calls
 
 	mu       sync.Mutex
 	rng      *rand.Rand
 	sessions map[string]*session
 	stats    Stats
+	statsCh  chan struct{} // closed on the next counter change; nil if nobody waits
+	buckets  map[string]*tokenBucket
+	opens    int // OpenDataChannels accepted so far (CloseOnOpen.Opens)
 	closed   bool
 	wg       sync.WaitGroup // session goroutines
 }
@@ -188,33 +312,108 @@ func StartAddr(addr string, opts Options) (*Server, error) {
 	if opts.HandshakeTimeout <= 0 {
 		opts.HandshakeTimeout = 15 * time.Second
 	}
+	if opts.MinClientVersion == "" {
+		opts.MinClientVersion = DefaultMinClientVersion
+	}
+	if opts.ThrottleRate > 0 && opts.ThrottleBurst <= 0 {
+		opts.ThrottleBurst = int(math.Ceil(opts.ThrottleRate))
+	}
 	if opts.Seed == 0 {
 		opts.Seed = 1
+	}
+	hang, err := checkOptions(&opts)
+	if err != nil {
+		return nil, err
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("ssmtest: listen: %w", err)
 	}
 	s := &Server{
-		opts:     opts,
-		ln:       ln,
-		endpoint: "http://" + ln.Addr().String(),
-		rng:      rand.New(rand.NewSource(opts.Seed)),
-		sessions: make(map[string]*session),
-		stats:    Stats{Endings: make(map[string]int64)},
+		opts:      opts,
+		ln:        ln,
+		scheme:    "http",
+		advertise: opts.AdvertiseAddr,
+		hang:      hang,
+		closing:   make(chan struct{}),
+		rng:       rand.New(rand.NewSource(opts.Seed)),
+		sessions:  make(map[string]*session),
+		stats:     Stats{Endings: make(map[string]int64), ClientVersions: make(map[string]int64)},
+		buckets:   make(map[string]*tokenBucket),
 	}
+	if s.advertise == "" {
+		s.advertise = loopbackIfUnspecified(ln.Addr().String())
+	}
+	serveLn := ln
+	if opts.TLS != nil {
+		cfg := opts.TLS.Clone()
+		// The websocket upgrade is HTTP/1.1 only; offering h2 would let
+		// clients that prefer it fail the upgrade.
+		cfg.NextProtos = []string{"http/1.1"}
+		serveLn = tls.NewListener(ln, cfg)
+		s.scheme = "https"
+	}
+	s.endpoint = s.scheme + "://" + s.advertise
 	mux := http.NewServeMux()
 	mux.HandleFunc("/v1/data-channel/", s.serveDataChannel)
 	mux.HandleFunc(InstanceConnectKeysPath, s.serveInstanceConnectKeys)
 	mux.HandleFunc("/", s.serveAPI)
-	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-	go s.http.Serve(ln)
+	s.http = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: log.New(logWriter{s}, "", 0)}
+	go s.http.Serve(serveLn)
 	return s, nil
 }
 
-// Endpoint is the base URL for the SSM API, e.g. http://127.0.0.1:PORT. Set
-// it as AWS_ENDPOINT_URL_SSM or the SDK's BaseEndpoint.
+// checkOptions refuses option values that cannot mean anything and returns
+// the set of HangOperations.
+func checkOptions(o *Options) (map[string]bool, error) {
+	if !validVersion(o.MinClientVersion) {
+		return nil, fmt.Errorf("ssmtest: MinClientVersion %q is not a dotted version such as %s", o.MinClientVersion, DefaultMinClientVersion)
+	}
+	if c := o.CloseOnOpen; c.Code != 0 && (c.Code < 1000 || c.Code > 4999 || len(c.Text) > maxCloseText || c.Opens < 0) {
+		return nil, fmt.Errorf("ssmtest: CloseOnOpen %+v: want a code from 1000 to 4999, a text of at most %d bytes and Opens ≥ 0", c, maxCloseText)
+	}
+	if o.HugeFrameBytes < 0 || o.ThrottleRate < 0 || o.ThrottleBurst < 0 {
+		return nil, errors.New("ssmtest: HugeFrameBytes, ThrottleRate and ThrottleBurst must not be negative")
+	}
+	if h := o.StreamURLHost; strings.ContainsAny(h, "/?#@ ") {
+		return nil, fmt.Errorf("ssmtest: StreamURLHost %q is not a host or host:port", h)
+	}
+	hang := make(map[string]bool, len(o.HangOperations))
+	for _, op := range o.HangOperations {
+		if !slices.Contains(HangableOperations, op) {
+			return nil, fmt.Errorf("ssmtest: HangOperations: %q is not one of %s", op, strings.Join(HangableOperations, ", "))
+		}
+		hang[op] = true
+	}
+	return hang, nil
+}
+
+// HangableOperations are the names HangOperations accepts.
+var HangableOperations = []string{
+	"StartSession", "ResumeSession", "TerminateSession", "DescribeInstanceInformation",
+	"GetCallerIdentity", "AssumeRole", "AssumeRoleWithWebIdentity",
+}
+
+// loopbackIfUnspecified turns a listener's 0.0.0.0 or [::] into 127.0.0.1,
+// an address clients can dial.
+func loopbackIfUnspecified(hostport string) string {
+	if h, p, err := net.SplitHostPort(hostport); err == nil {
+		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
+			return net.JoinHostPort("127.0.0.1", p)
+		}
+	}
+	return hostport
+}
+
+// Endpoint is the base URL for the SSM API, e.g. http://127.0.0.1:PORT
+// (https with Options.TLS; the advertised address with
+// Options.AdvertiseAddr). Set it as AWS_ENDPOINT_URL_SSM (and
+// AWS_ENDPOINT_URL_STS) or the SDK's BaseEndpoint.
 func (s *Server) Endpoint() string { return s.endpoint }
+
+// Addr is the address the emulator listens on, which a proxy in front of
+// it (Options.AdvertiseAddr) forwards to.
+func (s *Server) Addr() string { return s.ln.Addr().String() }
 
 // Options returns the options in force (defaults filled in).
 func (s *Server) Options() Options { return s.opts }
@@ -223,11 +422,13 @@ func (s *Server) Options() Options { return s.opts }
 func (s *Server) Stats() Stats {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.statsLocked()
+}
+
+func (s *Server) statsLocked() Stats {
 	st := s.stats
-	st.Endings = make(map[string]int64, len(s.stats.Endings))
-	for k, v := range s.stats.Endings {
-		st.Endings[k] = v
-	}
+	st.Endings = maps.Clone(s.stats.Endings)
+	st.ClientVersions = maps.Clone(s.stats.ClientVersions)
 	return st
 }
 
@@ -235,27 +436,52 @@ func (s *Server) Stats() Stats {
 func (s *Server) add(f func(st *Stats)) {
 	s.mu.Lock()
 	f(&s.stats)
+	s.changedLocked()
 	s.mu.Unlock()
 }
 
-// WaitIdle waits until no session is active or ctx ends.
-func (s *Server) WaitIdle(ctx context.Context) error {
-	t := time.NewTicker(10 * time.Millisecond)
-	defer t.Stop()
+// changedLocked wakes the WaitStats callers after a counter changed.
+func (s *Server) changedLocked() {
+	if s.statsCh != nil {
+		close(s.statsCh)
+		s.statsCh = nil
+	}
+}
+
+// WaitStats waits until cond holds for the counters, or ctx ends, and
+// returns the counters it last saw. cond is called without locks held, on
+// a snapshot, each time a counter changes.
+func (s *Server) WaitStats(ctx context.Context, cond func(Stats) bool) (Stats, error) {
 	for {
-		if s.Stats().Active == 0 {
-			return nil
+		s.mu.Lock()
+		st := s.statsLocked()
+		if s.statsCh == nil {
+			s.statsCh = make(chan struct{})
+		}
+		ch := s.statsCh
+		s.mu.Unlock()
+		if cond(st) {
+			return st, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("ssmtest: %d sessions still active: %w", s.Stats().Active, ctx.Err())
-		case <-t.C:
+			return st, fmt.Errorf("ssmtest: waiting on the counters: %w", ctx.Err())
+		case <-ch:
 		}
 	}
 }
 
-// Close ends every session (as EndServerClosed), stops serving and waits for
-// the session goroutines.
+// WaitIdle waits until no session is active or ctx ends.
+func (s *Server) WaitIdle(ctx context.Context) error {
+	st, err := s.WaitStats(ctx, func(st Stats) bool { return st.Active == 0 })
+	if err != nil {
+		return fmt.Errorf("ssmtest: %d sessions still active: %w", st.Active, ctx.Err())
+	}
+	return nil
+}
+
+// Close ends every session (as EndServerClosed), stops serving, answers
+// nothing to hung calls and waits for the session goroutines.
 func (s *Server) Close() error {
 	s.mu.Lock()
 	if s.closed {
@@ -263,6 +489,7 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
+	close(s.closing)
 	live := make([]*session, 0, len(s.sessions))
 	for _, ss := range s.sessions {
 		live = append(live, ss)
@@ -272,11 +499,21 @@ func (s *Server) Close() error {
 		ss.end(EndServerClosed, "")
 	}
 	err := s.http.Close()
+	s.hung.Wait()
 	s.wg.Wait()
 	if errors.Is(err, http.ErrServerClosed) {
 		err = nil
 	}
 	return err
+}
+
+// logWriter sends the HTTP server's own complaints (TLS handshake errors
+// and the like) to Logf instead of the process's stderr.
+type logWriter struct{ s *Server }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.s.logf("ssmtest: http: %s", strings.TrimSuffix(string(p), "\n"))
+	return len(p), nil
 }
 
 func (s *Server) logf(format string, args ...any) {

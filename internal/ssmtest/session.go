@@ -6,6 +6,7 @@ package ssmtest
 // contract with the API side (api.go).
 
 import (
+	"bytes"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -13,7 +14,6 @@ import (
 	"math/rand"
 	"net"
 	"net/url"
-	"strings"
 	"sync"
 	"time"
 
@@ -24,9 +24,7 @@ import (
 
 // EndUnsupported is the Stats.Endings key of sessions the emulator cannot
 // serve: a document other than the port documents (shells are not
-// emulated), an agent older than the Port plugin (§9.3), or a client that
-// would make the agent switch to smux (§7.1), which the emulator does not
-// carry.
+// emulated) or an agent older than the Port plugin (§9.3).
 const EndUnsupported = "unsupported"
 
 // callerName is the first part of every SessionId, where the real service
@@ -53,7 +51,7 @@ type session struct {
 	instance   Instance
 	document   string
 	params     map[string][]string
-	streamURL  string
+	streamURL  string // the StreamUrl StartSession returned
 	firstToken string
 
 	portDoc      bool              // a port document; others are not emulated
@@ -71,11 +69,14 @@ type session struct {
 
 	mu    sync.Mutex
 	token string // the only token an OpenDataChannel may carry now
-	ended bool
-	opens int
-	ws    *wsConn              // attached websocket; nil while the client is away
-	conns map[*wsConn]struct{} // every websocket not yet torn down
-	inbox []inFrame            // client frames on their way to the agent (Latency)
+	// cell is the session's cell-number now and url its StreamUrl; they
+	// change on resume under MoveCellOnResume (§15.1).
+	cell, url string
+	ended     bool
+	opens     int
+	ws        *wsConn              // attached websocket; nil while the client is away
+	conns     map[*wsConn]struct{} // every websocket not yet torn down
+	inbox     []inFrame            // client frames on their way to the agent (Latency)
 	// paused: pause_publication is in force (PauseEvery).
 	paused bool
 	// dialFunc dials the target: a net.Dialer's, unless a test replaced it
@@ -87,6 +88,7 @@ type session struct {
 	rngID, rngIn, rngOut *rand.Rand
 
 	lastClientData time.Time // last input_stream_data from the client (IdleTimeout)
+	hugeSent       bool      // HugeFrameBytes: the frame has been sent
 
 	agent agentState
 }
@@ -124,8 +126,7 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 	for id == "" || s.sessions[id] != nil {
 		id = callerName + "-" + randomHex(s.rng, 17)
 	}
-	cell := make([]byte, 16)
-	s.rng.Read(cell)
+	cell := newCellLocked(s.rng)
 	now := time.Now()
 	ctx, cancel := context.WithCancel(context.Background())
 	ss := &session{
@@ -134,7 +135,7 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 		instance:     inst,
 		document:     document,
 		params:       params,
-		streamURL:    streamURL(s.endpoint, id, cell),
+		streamURL:    s.streamURL(id, cell),
 		firstToken:   newToken(s.rng),
 		portDoc:      portDoc,
 		portType:     portType,
@@ -156,6 +157,7 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 		lastClientData: now,
 	}
 	ss.token = ss.firstToken
+	ss.cell, ss.url = cell, ss.streamURL
 	ss.agent.init()
 	s.sessions[id] = ss
 	s.stats.SessionsStarted++
@@ -201,19 +203,31 @@ func documentProperties(document string, params map[string][]string) (portDoc bo
 	return document == docSSH, "", map[string]string{"portNumber": param("portNumber", "22")}
 }
 
-// streamURL builds the StreamUrl of a session as the real service shapes it
-// (§1.2); clients must treat it as opaque. The cell number is padded
-// standard base64, query-escaped, so that a client re-encoding the query
-// (or signing it wrongly) shows up.
-func streamURL(endpoint, id string, cell []byte) string {
-	host := strings.TrimPrefix(endpoint, "http://")
-	if h, p, err := net.SplitHostPort(host); err == nil {
-		if ip := net.ParseIP(h); ip != nil && ip.IsUnspecified() {
-			host = net.JoinHostPort("127.0.0.1", p)
-		}
+// streamURL builds the StreamUrl of a session in cell as the real service
+// shapes it (§1.2): ws:// or wss://, the messages host (StreamURLHost, or
+// the advertised address), /v1/data-channel/<id>, role and cell-number.
+// Clients must treat it as opaque. The cell number is padded standard
+// base64, query-escaped, so that a client re-encoding the query (or
+// signing it wrongly) shows up.
+func (s *Server) streamURL(id, cell string) string {
+	scheme := "ws"
+	if s.scheme == "https" {
+		scheme = "wss"
 	}
-	return "ws://" + host + "/v1/data-channel/" + url.PathEscape(id) +
-		"?role=publish_subscribe&cell-number=" + url.QueryEscape(base64.StdEncoding.EncodeToString(cell))
+	host := s.opts.StreamURLHost
+	if host == "" {
+		host = s.advertise
+	}
+	return scheme + "://" + host + "/v1/data-channel/" + url.PathEscape(id) +
+		"?role=publish_subscribe&cell-number=" + url.QueryEscape(cell)
+}
+
+// newCellLocked returns a fresh cell-number: 16 random bytes, standard
+// base64. Only the emulator reads it; clients pass it back verbatim.
+func newCellLocked(r *rand.Rand) string {
+	b := make([]byte, 16)
+	r.Read(b)
+	return base64.StdEncoding.EncodeToString(b)
 }
 
 // newToken returns a data-channel token: opaque, long and base64 like the
@@ -240,21 +254,56 @@ func (s *Server) lookupSession(id string) *session {
 	return s.sessions[id]
 }
 
-// resume issues a fresh data-channel token for a live session; the previous
-// token stops being accepted. For an ended session it returns "" (the
-// client must treat that as "session over", §1.3).
+// resume is resumeSession's token.
 func (ss *session) resume() string {
+	token, _ := ss.resumeSession()
+	return token
+}
+
+// resumeSession is ResumeSession for this session (§1.3, §15.1). A live
+// session gets a fresh data-channel token (the previous one stops being
+// accepted) and, under MoveCellOnResume, a new cell: the URL returned is
+// the only one the data channel accepts from then on. An ended session
+// gets an empty token, which the client must treat as "session over", and
+// its latest URL.
+func (ss *session) resumeSession() (token, streamURL string) {
 	ss.mu.Lock()
 	defer ss.mu.Unlock()
 	if ss.ended {
-		return ""
+		return "", ss.url
 	}
-	ss.srv.mu.Lock()
-	ss.token = newToken(ss.srv.rng)
-	ss.srv.stats.Resumes++
-	ss.srv.mu.Unlock()
-	ss.srv.logf("ssmtest: session %s: resumed, new token issued", ss.id)
-	return ss.token
+	srv := ss.srv
+	srv.mu.Lock()
+	ss.token = newToken(srv.rng)
+	srv.stats.Resumes++
+	moved := srv.opts.MoveCellOnResume
+	if moved {
+		ss.cell = newCellLocked(srv.rng)
+		ss.url = srv.streamURL(ss.id, ss.cell)
+		srv.stats.CellMoves++
+	}
+	srv.changedLocked()
+	srv.mu.Unlock()
+	if moved {
+		srv.logf("ssmtest: session %s: resumed, new token issued, moved to a new cell", ss.id)
+	} else {
+		srv.logf("ssmtest: session %s: resumed, new token issued", ss.id)
+	}
+	return ss.token, ss.url
+}
+
+// currentURL is the StreamUrl the data channel accepts now.
+func (ss *session) currentURL() string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.url
+}
+
+// inCellLocked reports whether a data-channel request for cell (the
+// decoded cell-number query value) reaches the session. Without
+// MoveCellOnResume the cell is not checked, as before sessions moved.
+func (ss *session) inCellLocked(cell string) bool {
+	return !ss.srv.opts.MoveCellOnResume || cell == ss.cell
 }
 
 // terminate ends the session as EndTerminated (TerminateSession API) and
@@ -325,7 +374,8 @@ func (ss *session) endSession(reason, output string) bool {
 }
 
 // channelClosedFrameLocked encodes the gateway's channel_closed message
-// (§4.4).
+// (§4.4). Under MalformedChannelClosed the payload is the same JSON cut
+// off inside Output, which no JSON decoder accepts.
 func (ss *session) channelClosedFrameLocked(output string) []byte {
 	now := time.Now().UTC()
 	p := protocol.ChannelClosedPayload{
@@ -337,7 +387,24 @@ func (ss *session) channelClosedFrameLocked(output string) []byte {
 		SchemaVersion: 1,
 		Output:        output,
 	}
-	return ss.controlFrameLocked(protocol.ChannelClosed, mustJSON(p))
+	payload := mustJSON(p)
+	if ss.srv.opts.MalformedChannelClosed {
+		payload = malformedChannelClosed(payload)
+		ss.srv.add(func(st *Stats) { st.MalformedChannelCloses++ })
+		ss.srv.logf("ssmtest: session %s: channel_closed payload is not JSON (MalformedChannelClosed)", ss.id)
+	}
+	return ss.controlFrameLocked(protocol.ChannelClosed, payload)
+}
+
+// malformedChannelClosed cuts a channel_closed payload off just after the
+// opening quote of Output's value: the other fields are all there, the
+// object is never closed.
+func malformedChannelClosed(payload []byte) []byte {
+	const key = `"Output":"`
+	if i := bytes.Index(payload, []byte(key)); i >= 0 {
+		return payload[:i+len(key)]
+	}
+	return payload[:len(payload)-1]
 }
 
 // controlFrameLocked encodes an unsequenced gateway message: channel_closed,

@@ -1,6 +1,6 @@
 package ssmtest
 
-// SigV4 verification (protocol.md §1.1, §2), written from the public
+// SigV4 verification (docs/protocol.md §1.1, §2), written from the public
 // "Create a signed AWS API request" documentation and checked against
 // aws-sdk-go-v2's signer in sigv4_test.go.
 //
@@ -104,21 +104,24 @@ func (sig *sigClaim) scope() string {
 // verifySigV4 checks r's SigV4 signature (header or presigned query) for
 // service against the fixed test credentials and s.opts.Region. body is the
 // request body (nil for GET). It returns errUnsigned when r carries no
-// signature at all and an *apiError otherwise. A signature mismatch logs
-// the canonical request the emulator expected (session token redacted).
+// signature at all and an *apiError otherwise. A signature mismatch
+// (forced for every API service under RefuseSignatures) is counted and
+// logs the canonical request the emulator expected, session token
+// redacted; the error itself carries it unredacted, as AWS's does.
 func (s *Server) verifySigV4(r *http.Request, service string, body []byte) error {
-	canonical, err := verifySignature(r, body, s.opts.Region, service, time.Now())
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Code == "InvalidSignatureException" && canonical != "" {
+	refuse := s.opts.RefuseSignatures && service != "ssmmessages"
+	canonical, err := verifySignature(r, body, s.opts.Region, service, time.Now(), refuse)
+	if canonical != "" {
+		s.add(func(st *Stats) { st.SignatureMismatches++ })
 		s.logf("sigv4: signature mismatch; expected canonical request:\n%s", canonical)
 	}
 	return err
 }
 
-// verifySignature is verifySigV4 with the region and the clock passed in.
-// On a signature mismatch it also returns the canonical request it
-// computed, for the log.
-func verifySignature(r *http.Request, body []byte, region, service string, now time.Time) (string, error) {
+// verifySignature is verifySigV4 with the region, the clock and whether to
+// refuse a matching signature passed in. On a mismatch it also returns the
+// canonical request it computed, session token redacted, for the log.
+func verifySignature(r *http.Request, body []byte, region, service string, now time.Time, refuse bool) (string, error) {
 	sig, err := parseSignature(r)
 	if err != nil {
 		return "", err
@@ -140,11 +143,25 @@ func verifySignature(r *http.Request, body []byte, region, service string, now t
 		return "", err
 	}
 	canonical := canonicalRequest(r, sig, payload)
-	want := computeSignature(SecretAccessKey, sig, canonical)
-	if !hmac.Equal([]byte(want), []byte(sig.signature)) {
-		return redactToken(canonical, sig.token), newAPIError("InvalidSignatureException", msgSignatureMismatch)
+	toSign := stringToSign(sig, canonical)
+	want := computeSignature(SecretAccessKey, sig, toSign)
+	if refuse || !hmac.Equal([]byte(want), []byte(sig.signature)) {
+		return redactToken(canonical, sig.token), signatureMismatch(canonical, toSign)
 	}
 	return "", nil
+}
+
+// signatureMismatch is InvalidSignatureException worded as AWS words it:
+// the fixed text, then the canonical request and the string to sign the
+// service computed, each quoted on lines of its own. The canonical request
+// holds every signed header's value, so with temporary credentials the
+// caller's x-amz-security-token is in the message: a client must scrub
+// what it prints.
+func signatureMismatch(canonical, toSign string) *apiError {
+	return &apiError{Status: http.StatusBadRequest, Code: "InvalidSignatureException",
+		Message: msgSignatureMismatch +
+			"\n\nThe Canonical String for this request should have been\n'" + canonical + "'" +
+			"\n\nThe String-to-Sign should have been\n'" + toSign + "'\n"}
 }
 
 // parseSignature finds the signature in r: the Authorization header or the
@@ -443,16 +460,22 @@ func isUnreserved(c byte) bool {
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
-// computeSignature derives the signing key from secret and the scope and
-// signs the string to sign built from canonical.
-func computeSignature(secret string, sig *sigClaim, canonical string) string {
+// stringToSign is the SigV4 string to sign for canonical:
+//
+//	AWS4-HMAC-SHA256 \n X-Amz-Date \n SCOPE \n hex(SHA-256(canonical))
+func stringToSign(sig *sigClaim, canonical string) string {
 	sum := sha256.Sum256([]byte(canonical))
-	stringToSign := strings.Join([]string{sigAlgorithm, sig.amzDate, sig.scope(), hex.EncodeToString(sum[:])}, "\n")
+	return strings.Join([]string{sigAlgorithm, sig.amzDate, sig.scope(), hex.EncodeToString(sum[:])}, "\n")
+}
+
+// computeSignature derives the signing key from secret and the scope and
+// signs toSign.
+func computeSignature(secret string, sig *sigClaim, toSign string) string {
 	key := []byte("AWS4" + secret)
 	for _, part := range []string{sig.scopeDate, sig.region, sig.service, sig.terminator} {
 		key = hmacSHA256(key, part)
 	}
-	return hex.EncodeToString(hmacSHA256(key, stringToSign))
+	return hex.EncodeToString(hmacSHA256(key, toSign))
 }
 
 func hmacSHA256(key []byte, data string) []byte {

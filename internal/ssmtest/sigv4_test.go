@@ -256,7 +256,7 @@ func TestVerifySignature(t *testing.T) {
 			if c.body != "-" {
 				body = []byte(c.body)
 			}
-			_, err := verifySignature(sigReceived(t, c.req(t)), body, DefaultRegion, c.service, sigNow)
+			_, err := verifySignature(sigReceived(t, c.req(t)), body, DefaultRegion, c.service, sigNow, false)
 			checkSigError(t, err, c.code, c.msg)
 		})
 	}
@@ -316,7 +316,7 @@ func TestVerifySignatureKnownAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	now := time.Date(2015, 8, 30, 12, 36, 0, 0, time.UTC)
-	if _, err := verifySignature(r, nil, "us-east-1", "service", now); err != nil {
+	if _, err := verifySignature(r, nil, "us-east-1", "service", now, false); err != nil {
 		t.Fatalf("verify: %v", err)
 	}
 }

@@ -60,11 +60,18 @@ func isSTSRequest(r *http.Request) bool {
 	return r.Method == http.MethodPost && r.Header.Get("X-Amz-Target") == "" && mt == formMediaType
 }
 
-// serveSTS answers one STS call.
+// serveSTS answers one STS call, unless its action is one of
+// HangOperations.
 func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
+	body, readErr := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxAPIBody))
+	if readErr == nil {
+		if form, err := url.ParseQuery(string(body)); err == nil && s.hangIfAsked(w, r, form.Get("Action")) {
+			return
+		}
+	}
 	requestID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", requestID)
-	action, result, err := s.handleSTS(r)
+	action, result, err := s.handleSTS(r, body, readErr)
 	if err != nil {
 		ae := toAPIError(err)
 		s.logf("sts: %s: request %s: %d %s: %s", action, requestID, ae.Status, ae.Code, ae.Message)
@@ -84,13 +91,13 @@ func (s *Server) serveSTS(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-// handleSTS parses and authenticates the request and runs the action. The
-// result's XMLName is <Action>Result. AssumeRoleWithWebIdentity is
-// unsigned, as for the real service: the token is the credential.
-func (s *Server) handleSTS(r *http.Request) (action string, result any, err error) {
-	body, err := io.ReadAll(http.MaxBytesReader(nil, r.Body, maxAPIBody))
-	if err != nil {
-		return "", nil, newAPIError("MalformedInput", "cannot read request body: %v", err)
+// handleSTS parses and authenticates the request (its body already read,
+// or readErr) and runs the action. The result's XMLName is <Action>Result.
+// AssumeRoleWithWebIdentity is unsigned, as for the real service: the
+// token is the credential.
+func (s *Server) handleSTS(r *http.Request, body []byte, readErr error) (action string, result any, err error) {
+	if readErr != nil {
+		return "", nil, newAPIError("MalformedInput", "cannot read request body: %v", readErr)
 	}
 	form, err := url.ParseQuery(string(body))
 	if err != nil {

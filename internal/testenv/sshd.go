@@ -61,6 +61,14 @@ type SSHDOptions struct {
 	// LogLevel overrides the sshd LogLevel (default ERROR, or
 	// $TESTENV_SSHD_LOGLEVEL if set; e.g. DEBUG1 when debugging).
 	LogLevel string
+	// InstanceConnect, if set, makes sshd also accept the keys an EC2
+	// Instance Connect listing gives for the user logging in, through an
+	// AuthorizedKeysCommand as on an instance (instanceconnect.go).
+	InstanceConnect *InstanceConnect
+	// NoAuthorizedKeys leaves the generated client key out of
+	// authorized_keys, which is then empty: the key gets in only if
+	// something else (InstanceConnect) vouches for it.
+	NoAuthorizedKeys bool
 }
 
 // StartSSHD starts an sshd with default options. It fails the test (never
@@ -101,8 +109,16 @@ func StartSSHDWith(tb testing.TB, opts SSHDOptions) *SSHD {
 	genKey(tb, keygen, s.ClientKeyPath, "testenv-client")
 	s.HostKeyPublic = readPubKey(tb, s.HostKeyPath+".pub")
 	clientPub := readPubKey(tb, s.ClientKeyPath+".pub")
-	if err := os.WriteFile(s.AuthorizedKeys, []byte(clientPub+" testenv-client\n"), 0o600); err != nil {
+	authorized := clientPub + " testenv-client\n"
+	if opts.NoAuthorizedKeys {
+		authorized = ""
+	}
+	if err := os.WriteFile(s.AuthorizedKeys, []byte(authorized), 0o600); err != nil {
 		tb.Fatalf("testenv: write authorized_keys: %v", err)
+	}
+	extra := opts.ExtraConfig
+	if opts.InstanceConnect != nil { // before any Match line of ExtraConfig
+		extra = append(opts.InstanceConnect.sshdConfig(tb), extra...)
 	}
 
 	logLevel := opts.LogLevel
@@ -118,7 +134,7 @@ func StartSSHDWith(tb testing.TB, opts SSHDOptions) *SSHD {
 	for attempt := 1; ; attempt++ {
 		s.Port = FreePort(tb)
 		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
-		s.writeConfig(tb, logLevel, penalties, opts.ExtraConfig)
+		s.writeConfig(tb, logLevel, penalties, extra)
 
 		logf, err := os.OpenFile(s.LogPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 		if err != nil {

@@ -45,6 +45,9 @@ var packageFor = map[string]string{
 	"pg_isready": "postgresql-client",
 	"initdb":     "postgresql",
 	"postgres":   "postgresql",
+	"curl":       "curl",
+	"ssh-agent":  "openssh-client",
+	"ssh-add":    "openssh-client",
 }
 
 // extraBinDirs are searched after $PATH; sshd lives in /usr/sbin which is not

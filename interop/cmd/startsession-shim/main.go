@@ -1,5 +1,5 @@
 // Command startsession-shim does what `aws ssm start-session` does for an
-// ssh ProxyCommand (protocol.md §1.6), for tests against the local
+// ssh ProxyCommand (docs/protocol.md §1.6), for tests against the local
 // emulator: it calls SSM StartSession itself (aws-sdk-go-v2, document
 // AWS-StartSSHSession, portNumber=[port]) and then replaces itself with the
 // official session-manager-plugin, passing the response and request the way
@@ -150,7 +150,7 @@ func run() error {
 	return nil // not reached
 }
 
-// runChild runs the plugin the way the AWS CLI does (protocol.md §1.6): as a
+// runChild runs the plugin the way the AWS CLI does (docs/protocol.md §1.6): as a
 // child sharing stdin, stdout and stderr, with SIGINT, SIGQUIT and SIGTSTP
 // ignored in this process (the child inherits that, and the plugin turns
 // them back on where it handles them). It exits with the plugin's status.

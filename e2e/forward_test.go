@@ -1,0 +1,442 @@
+package e2e
+
+// `ssm-proxy forward` and `--to` through the emulator's multiplexed
+// port-forwarding agent (docs/protocol.md §7.4): real psql to a real
+// PostgreSQL with no sshd anywhere, many concurrent connections
+// sha256-checked both ways, websockets recycled under open connections, and
+// ssh through a bastion that runs no sshd of its own. The smux framing
+// itself is checked against the official client in interop/, and the agent
+// side in internal/ssmtest.
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand"
+	"net"
+	"os"
+	"os/exec"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
+)
+
+// forwardCmd is a running `ssm-proxy forward`.
+type forwardCmd struct {
+	cmd    *exec.Cmd
+	stderr *syncBuffer
+	done   chan struct{}     // closed when the process has exited
+	addrs  []string          // the listen addresses its ready lines name, in order
+	dests  map[string]string // destination (as the ready line names it) → listen address
+}
+
+var readyLine = regexp.MustCompile(`ssm-proxy: forwarding (\S+) → (\S+) `)
+
+// startForward runs `ssm-proxy forward args...` against emu and waits for
+// one ready line per spec.
+func startForward(t *testing.T, emu *ssmtest.Server, specs int, args ...string) *forwardCmd {
+	t.Helper()
+	cmd := exec.Command(proxyBin, append([]string{"forward"}, args...)...)
+	cmd.Env = ssmtest.ClientEnv(t, emu.Endpoint())
+	f := &forwardCmd{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{}), dests: map[string]string{}}
+	pr, pw := io.Pipe()
+	cmd.Stderr = io.MultiWriter(f.stderr, pw)
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		cmd.Wait()
+		pw.Close()
+		close(f.done)
+	}()
+	t.Cleanup(func() {
+		cmd.Process.Signal(os.Interrupt) // ours: by its PID
+		select {
+		case <-f.done:
+		case <-time.After(20 * time.Second):
+			cmd.Process.Kill()
+		}
+	})
+	ready := make(chan []string)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			if m := readyLine.FindStringSubmatch(sc.Text()); m != nil {
+				ready <- m
+			}
+		}
+		io.Copy(io.Discard, pr)
+	}()
+	for len(f.addrs) < specs {
+		select {
+		case m := <-ready:
+			f.addrs = append(f.addrs, m[1])
+			f.dests[m[2]] = m[1]
+		case <-f.done:
+			t.Fatalf("ssm-proxy forward exited (%v) before it was ready:\n%s", cmd.ProcessState, f.stderr.String())
+		case <-time.After(30 * time.Second):
+			t.Fatalf("ssm-proxy forward not ready after 30 s:\n%s", f.stderr.String())
+		}
+	}
+	return f
+}
+
+// stop ends the forwarder with SIGINT and returns its exit code.
+func (f *forwardCmd) stop(t *testing.T) int {
+	t.Helper()
+	f.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-f.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ssm-proxy forward did not exit after SIGINT:\n%s", f.stderr.String())
+	}
+	return f.cmd.ProcessState.ExitCode()
+}
+
+// TestForwardPostgres: psql through `ssm-proxy forward` to a real
+// PostgreSQL, AWS-StartPortForwardingSession, no sshd involved.
+func TestForwardPostgres(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: pg.Addr(), RequireSignedUpgrade: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	f := startForward(t, emu, 1, instance, "0:"+strconv.Itoa(pg.Port))
+	host, port, _ := net.SplitHostPort(f.addrs[0])
+	ctx := testCtx(t, 2*time.Minute)
+	psql := func(sql string) string {
+		return strings.TrimSpace(run(t, pg.PSQL(ctx, "-h", host, "-p", port, "-tAc", sql)))
+	}
+	q := "select md5(string_agg(md5(i::text), '' order by i)) from generate_series(1, 20000) i"
+	direct := strings.TrimSpace(run(t, pg.PSQL(ctx, "-h", pg.Host, "-p", strconv.Itoa(pg.Port), "-tAc", q)))
+	for range 3 { // three connections, one smux stream each, one session
+		if got := psql(q); got != direct || len(got) != 32 {
+			t.Fatalf("through the forwarding %q, direct %q", got, direct)
+		}
+	}
+	if st := emu.Stats(); st.SessionsStarted != 1 {
+		t.Errorf("%d sessions for three connections, want 1", st.SessionsStarted)
+	}
+	if fs := emu.ForwardingStats(); fs.StreamsConnected != 3 {
+		t.Errorf("forwarding stats %+v: want 3 streams", fs)
+	}
+	if code := f.stop(t); code != 128+2 {
+		t.Errorf("exit %d after SIGINT, want 130:\n%s", code, f.stderr.String())
+	}
+	waitIdle(t, emu)
+	if st := emu.Stats(); st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] == 0 {
+		t.Errorf("the session was not terminated: %+v", st)
+	}
+}
+
+// waitIdle waits until the emulator has no active session.
+func waitIdle(t *testing.T, emu *ssmtest.Server) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := emu.WaitIdle(ctx); err != nil {
+		t.Fatalf("sessions left open: %v", err)
+	}
+}
+
+// echoServer echoes every connection back and hashes what it received.
+type echoServer struct {
+	addr string
+	mu   sync.Mutex
+	got  map[[32]byte]int
+}
+
+func (e *echoServer) connections() int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := 0
+	for _, k := range e.got {
+		n += k
+	}
+	return n
+}
+
+func startEchoServer(t *testing.T) *echoServer {
+	e := &echoServer{got: map[[32]byte]int{}}
+	e.addr = testenv.ServeTCP(t, func(c net.Conn) {
+		h := sha256.New()
+		io.Copy(io.MultiWriter(c, h), c)
+		var sum [32]byte
+		copy(sum[:], h.Sum(nil))
+		e.mu.Lock()
+		e.got[sum]++
+		e.mu.Unlock()
+	})
+	return e
+}
+
+// echoThrough sends size random bytes through addr in pieces, pausing
+// between them for pace, half-closes, and checks the echo.
+func echoThrough(addr string, seed int64, size int, pace time.Duration) ([32]byte, error) {
+	data := make([]byte, size)
+	rand.New(rand.NewSource(seed)).Read(data)
+	sum := sha256.Sum256(data)
+	c, err := net.DialTimeout("tcp", addr, 10*time.Second)
+	if err != nil {
+		return sum, err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(2 * time.Minute))
+	errc := make(chan error, 1)
+	go func() {
+		for p := data; len(p) > 0; {
+			n := min(len(p), 16<<10)
+			if _, err := c.Write(p[:n]); err != nil {
+				errc <- err
+				return
+			}
+			p = p[n:]
+			if pace > 0 {
+				time.Sleep(pace) // a slow client, not synchronisation
+			}
+		}
+		errc <- nil
+	}()
+	got, err := io.ReadAll(io.LimitReader(c, int64(size)))
+	if err != nil {
+		return sum, err
+	}
+	if werr := <-errc; werr != nil {
+		return sum, werr
+	}
+	if !bytes.Equal(got, data) {
+		return sum, fmt.Errorf("echo of %d bytes: got %d bytes, different", size, len(got))
+	}
+	return sum, nil
+}
+
+// TestForwardRemoteHost: AWS-StartPortForwardingSessionToRemoteHost to a
+// private name the bastion resolves, on a non-default loopback bind
+// address, 50 concurrent connections sha256-checked both ways; then the
+// same with the websocket recycled every few seconds under connections that
+// stay open across the recycles.
+func TestForwardRemoteHost(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		emu   ssmtest.Options
+		conns int
+		size  int
+		pace  time.Duration
+	}{
+		{"50 connections", ssmtest.Options{}, 50, 256 << 10, 0},
+		{"recycled websockets", ssmtest.Options{ByeEvery: 1500 * time.Millisecond, MoveCellOnResume: true}, 8, 512 << 10, 150 * time.Millisecond},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			echo := startEchoServer(t)
+			echoHost, echoPort, _ := net.SplitHostPort(echo.addr)
+			c.emu.Forwarding.Hosts = map[string][]string{"db.internal": {echoHost}}
+			emu, err := ssmtest.Start(c.emu)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer emu.Close()
+			f := startForward(t, emu, 1, "db-bastion", "127.0.0.2:0:db.internal:"+echoPort)
+			if !strings.HasPrefix(f.addrs[0], "127.0.0.2:") {
+				t.Fatalf("listening on %s, want 127.0.0.2", f.addrs[0])
+			}
+			var wg sync.WaitGroup
+			errs := make(chan error, c.conns)
+			sums := make(chan [32]byte, c.conns)
+			for i := range c.conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					sum, err := echoThrough(f.addrs[0], int64(i+1), c.size, c.pace)
+					if err != nil {
+						errs <- fmt.Errorf("connection %d: %w", i, err)
+						return
+					}
+					sums <- sum
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			close(sums)
+			for err := range errs {
+				t.Error(err)
+			}
+			// The destination records a connection once it has read its
+			// end, which the client's close reaches through the agent.
+			waitFor(t, 20*time.Second, func() bool { return echo.connections() == c.conns })
+			echo.mu.Lock()
+			for sum := range sums {
+				if echo.got[sum] != 1 {
+					t.Errorf("the destination received a stream that differs from what was sent")
+				}
+			}
+			echo.mu.Unlock()
+			st := emu.Stats()
+			if c.emu.ByeEvery > 0 && (st.Byes < 2 || st.CellMoves < 2) {
+				t.Errorf("only %d Byes and %d cell moves during the transfer: the connections did not stay open across recycles", st.Byes, st.CellMoves)
+			}
+			if st.SessionsStarted != 1 {
+				t.Errorf("%d sessions, want 1 (resumed, not restarted)", st.SessionsStarted)
+			}
+			if code := f.stop(t); code != 130 {
+				t.Errorf("exit %d after SIGINT:\n%s", code, f.stderr.String())
+			}
+			waitIdle(t, emu)
+		})
+	}
+}
+
+// TestForwardErrors: a destination nothing listens on closes that one
+// connection with a message, not the session; a forbidden remote address
+// and a busy local port are one-line errors with the right exit codes.
+func TestForwardErrors(t *testing.T) {
+	t.Run("nothing listening", func(t *testing.T) {
+		emu, err := ssmtest.Start(ssmtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer emu.Close()
+		closed := testenv.FreePort(t)
+		echo := startEchoServer(t)
+		_, echoPort, _ := net.SplitHostPort(echo.addr)
+		f := startForward(t, emu, 2, instance, "0:"+strconv.Itoa(closed), "0:"+echoPort)
+		closedAddr := f.dests[net.JoinHostPort(instance, strconv.Itoa(closed))]
+		echoAddr := f.dests[net.JoinHostPort(instance, echoPort)]
+		c, err := net.Dial("tcp", closedAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err != io.EOF || n != 0 {
+			t.Fatalf("a connection to a closed port read %d bytes, %v; want EOF", n, err)
+		}
+		c.Close()
+		// The other forwarding, and the session, carry on.
+		if _, err := echoThrough(echoAddr, 1, 64<<10, 0); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 10*time.Second, func() bool { return strings.Contains(f.stderr.String(), "could not connect to") })
+		if st := emu.Stats(); st.Active != 2 {
+			t.Errorf("%d sessions active, want both alive", st.Active)
+		}
+		f.stop(t)
+	})
+	t.Run("forbidden address", func(t *testing.T) {
+		emu, err := ssmtest.Start(ssmtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer emu.Close()
+		cmd := exec.CommandContext(testCtx(t, time.Minute), proxyBin, "forward", "db-bastion", "0:169.254.169.254:80")
+		cmd.Env = ssmtest.ClientEnv(t, emu.Endpoint())
+		var stdout, stderr bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 3 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "is forbidden") {
+			t.Errorf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		waitIdle(t, emu)
+	})
+	t.Run("port in use", func(t *testing.T) {
+		emu, err := ssmtest.Start(ssmtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer emu.Close()
+		busy, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer busy.Close()
+		_, p, _ := net.SplitHostPort(busy.Addr().String())
+		cmd := exec.CommandContext(testCtx(t, time.Minute), proxyBin, "forward", instance, p+":5432")
+		cmd.Env = ssmtest.ClientEnv(t, emu.Endpoint())
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		cmd.Run()
+		if code := cmd.ProcessState.ExitCode(); code != 1 || !strings.Contains(stderr.String(), "address already in use") {
+			t.Errorf("exit %d, stderr:\n%s", code, stderr.String())
+		}
+		if st := emu.Stats(); st.SessionsStarted != 0 {
+			t.Errorf("%d sessions started for a forwarding that could not listen", st.SessionsStarted)
+		}
+	})
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t *testing.T, d time.Duration, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestForwardTo: ssh to a host with no agent of its own, through a bastion
+// that runs no sshd for us: ProxyCommand ssm-proxy --to %h:%p BASTION.
+func TestForwardTo(t *testing.T) {
+	sshd := testenv.StartSSHD(t)
+	emu, err := ssmtest.Start(ssmtest.Options{Forwarding: ssmtest.ForwardingOptions{Hosts: map[string][]string{"db-host": {"127.0.0.1"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	client := sshd.ClientWith(t, testenv.ClientOptions{
+		ProxyCommand: proxyBin + " --to %h:%p db-bastion",
+		HostPatterns: []string{"db-host"},
+		Extra:        []string{fmt.Sprintf("Port %d", sshd.Port)},
+	})
+	ctx := testCtx(t, 2*time.Minute)
+	data := make([]byte, 4<<20)
+	rand.New(rand.NewSource(7)).Read(data)
+	cmd := client.SSH(ctx, "db-host", "sha256sum")
+	cmd.Env = ssmtest.ClientEnv(t, emu.Endpoint())
+	cmd.Stdin = bytes.NewReader(data)
+	out := run(t, cmd)
+	if want := fmt.Sprintf("%x", sha256.Sum256(data)); !strings.HasPrefix(out, want) {
+		t.Fatalf("remote sha256 %q, want %s", out, want)
+	}
+	waitIdle(t, emu)
+	if fs := emu.ForwardingStats(); fs.StreamsConnected != 1 {
+		t.Errorf("forwarding stats %+v", fs)
+	}
+}
+
+// TestForwardIdleRestart: a session Session Manager ends for inactivity is
+// replaced on the next connection; the forwarding itself stays up.
+func TestForwardIdleRestart(t *testing.T) {
+	echo := startEchoServer(t)
+	_, echoPort, _ := net.SplitHostPort(echo.addr)
+	emu, err := ssmtest.Start(ssmtest.Options{IdleTimeout: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	f := startForward(t, emu, 1, instance, "0:"+echoPort)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if _, err := emu.WaitStats(ctx, func(st ssmtest.Stats) bool { return st.Endings[ssmtest.EndIdleTimeout] == 1 }); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(f.stderr.String(), "the next connection starts a new one") })
+	if _, err := echoThrough(f.addrs[0], 3, 64<<10, 0); err != nil {
+		t.Fatal(err)
+	}
+	if st := emu.Stats(); st.SessionsStarted != 2 {
+		t.Errorf("%d sessions, want the idle one and its replacement", st.SessionsStarted)
+	}
+	f.stop(t)
+	waitIdle(t, emu)
+}

@@ -1,0 +1,257 @@
+package main
+
+// Port forwarding without ssh: `ssm-proxy forward TARGET SPEC...` listens
+// locally and carries each connection as one smux stream of a Session
+// Manager port-forwarding session (docs/protocol.md §7.4), and
+// `ssm-proxy --to HOST:PORT TARGET` is a ProxyCommand that carries stdin and
+// stdout as one such stream.
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/forward"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
+)
+
+// tunnelHandshakeTimeout bounds StartSession's handshake for a tunnel.
+const tunnelHandshakeTimeout = 30 * time.Second
+
+// forward runs `ssm-proxy forward [flags] TARGET SPEC...`.
+func (c *cli) forward(ctx context.Context, args []string) int {
+	var o options
+	fs := c.newFlagSet("ssm-proxy forward")
+	o.flags(fs)
+	o.sessionFlags(fs)
+	if code, ok := parseFlags(fs, args); !ok {
+		return code
+	}
+	rest := fs.Args()
+	if len(rest) < 2 {
+		return c.usageError(fmt.Errorf("forward: want TARGET and at least one [BIND:]LOCALPORT:[HOST:]PORT, got %d argument(s)", len(rest)))
+	}
+	name := stripTarget(rest[0], o)
+	if err := checkTarget(name); err != nil {
+		return c.usageError(fmt.Errorf("forward: %w", err))
+	}
+	var specs []forward.Spec
+	for _, a := range rest[1:] {
+		sp, err := forward.ParseSpec(a)
+		if err != nil {
+			return c.usageError(err)
+		}
+		specs = append(specs, sp)
+	}
+	log := newLogger(c.stderr, o.verbose)
+	ctx, sig := withSignals(ctx)
+	u := &used{target: name}
+	err := c.runForwards(ctx, o, u, specs, log)
+	if n := sig(); n != 0 {
+		return exitSignalsBase + n
+	}
+	if err == nil {
+		return exitOK
+	}
+	code := exitCode(err)
+	reportError(c.stderr, err, o, u, code == exitError)
+	return code
+}
+
+// runForwards listens on every spec, then serves them all until ctx ends or
+// one fails for good; every session is terminated before it returns.
+func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forward.Spec, log *slog.Logger) error {
+	sf, err := c.prepare(ctx, o, u, log)
+	if err != nil {
+		return err
+	}
+	var lns []net.Listener
+	defer func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}()
+	for _, sp := range specs {
+		ln, err := net.Listen("tcp", sp.Listen())
+		if err != nil {
+			return &listenError{spec: sp, err: err}
+		}
+		lns = append(lns, ln)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var wg sync.WaitGroup
+	for i, sp := range specs {
+		local := lns[i].Addr().(*net.TCPAddr)
+		sp.LocalPort = local.Port
+		fw := &forward.Forwarder{
+			Spec:     sp,
+			Listener: lns[i],
+			Log:      log,
+			Start: func(ctx context.Context) (*forward.Tunnel, error) {
+				return c.startTunnel(ctx, sf, u, sp, log)
+			},
+		}
+		first := true
+		fw.OnTunnel = func(t *forward.Tunnel) {
+			if first {
+				first = false
+				fmt.Fprintf(c.stderr, "ssm-proxy: forwarding %s → %s through %s (session %s)\n", local, sp.Destination(u.id), u.id, t.ID())
+				if !sp.Loopback() {
+					fmt.Fprintf(c.stderr, "ssm-proxy: warning: %s is not a loopback address: other machines can connect through this forwarding\n", sp.Bind)
+				}
+				return
+			}
+			log.Info("new session for the forwarding", "listen", local.String(), "session", t.ID())
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := fw.Serve(ctx); err != nil {
+				cancel(err)
+			}
+		}()
+	}
+	wg.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// startTunnel starts one port-forwarding session for sp and its smux
+// client.
+func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp forward.Spec, log *slog.Logger) (*forward.Tunnel, error) {
+	handshake := make(chan string, 1)
+	sess, err := sf.start(ctx, u, proxy.StartInput{
+		Document:   sp.Document(),
+		Parameters: sp.Parameters(sp.LocalPort),
+	}, proxy.Options{
+		Mode: proxy.ModeMux,
+		OnEvent: func(ev proxy.Event) {
+			switch ev.Kind {
+			case proxy.EventHandshakeComplete:
+				select {
+				case handshake <- ev.AgentVersion:
+				default:
+				}
+			case proxy.EventConnectToPortError:
+				fmt.Fprintf(c.stderr, "ssm-proxy: the agent could not connect to %s; that connection was closed (nothing listening there, or a forbidden address)\n", sp.Destination(u.id))
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	return forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+}
+
+// listenError reports a local address that cannot be listened on.
+type listenError struct {
+	spec forward.Spec
+	err  error
+}
+
+func (e *listenError) Error() string {
+	return fmt.Sprintf("forward: cannot listen on %s: %v", e.spec.Listen(), e.err)
+}
+
+func (e *listenError) Unwrap() error { return e.err }
+
+// parseTo parses --to's HOST:PORT.
+func parseTo(s string) (forward.Spec, error) {
+	host, port, err := net.SplitHostPort(s)
+	if err != nil || host == "" {
+		return forward.Spec{}, fmt.Errorf("--to %q: want HOST:PORT (in ssh_config: --to %%h:%%p)", s)
+	}
+	p, err := strconv.ParseUint(port, 10, 16)
+	if err != nil || p == 0 {
+		return forward.Spec{}, fmt.Errorf("--to %q: port %q: want a number from 1 to 65535", s, port)
+	}
+	return forward.Spec{Host: host, Port: int(p)}, nil
+}
+
+// connectTo is the ProxyCommand of --to: stdin and stdout carried as one
+// smux stream to sp through the target (a bastion) with
+// AWS-StartPortForwardingSessionToRemoteHost, no sshd on the bastion.
+func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec, log *slog.Logger) error {
+	sf, err := c.prepare(ctx, o, u, log)
+	if err != nil {
+		return err
+	}
+	dialFailed := make(chan struct{}, 1)
+	handshake := make(chan string, 1)
+	sess, err := sf.start(ctx, u, proxy.StartInput{
+		Document:   sp.Document(),
+		Parameters: sp.Parameters(0),
+	}, proxy.Options{
+		Mode: proxy.ModeMux,
+		OnEvent: func(ev proxy.Event) {
+			switch ev.Kind {
+			case proxy.EventHandshakeComplete:
+				select {
+				case handshake <- ev.AgentVersion:
+				default:
+				}
+			case proxy.EventConnectToPortError:
+				select {
+				case dialFailed <- struct{}{}:
+				default:
+				}
+			}
+		},
+	})
+	if err != nil {
+		return err
+	}
+	t, err := forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+	if err != nil {
+		return err
+	}
+	defer t.Close()
+	st, err := t.Open()
+	if err != nil {
+		return fmt.Errorf("open a stream to %s: %w", sp.Destination(u.id), err)
+	}
+	in, out, restore := sessionStdio(c.stdin, c.stdout, log)
+	defer restore()
+	down := make(chan error, 1)
+	go func() {
+		_, err := io.Copy(out, st)
+		down <- err
+	}()
+	go func() {
+		io.Copy(st, in)
+		st.CloseWrite() // ssh is done sending; the reply may still come
+	}()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.Done():
+		if err := t.Err(); err != nil {
+			return err
+		}
+		return nil
+	case err := <-down:
+		select {
+		case <-dialFailed:
+			return &dialError{dest: sp.Destination(u.id)}
+		default:
+		}
+		return err
+	}
+}
+
+// dialError reports that the agent could not connect to --to's
+// destination.
+type dialError struct{ dest string }
+
+func (e *dialError) Error() string {
+	return "the agent could not connect to " + e.dest
+}

@@ -1,0 +1,176 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"github.com/xtaci/smux"
+
+	"github.com/ssm-proxy/ssm-proxy/proxy"
+)
+
+// Forwarder serves one Spec: it accepts TCP connections on Listener and
+// carries each as one smux stream of a Tunnel. The tunnel is started at once
+// (so that a wrong target, document or permission shows before anyone
+// connects) and started again, on the next connection, after it ended in a
+// way a new session mends: Session Manager's idle timeout, a connection
+// lost for longer than the resume budget, a session ended elsewhere.
+// Failures a new session would meet again end Serve.
+type Forwarder struct {
+	Spec     Spec
+	Listener net.Listener
+	// Start starts a new tunnel for the spec.
+	Start func(ctx context.Context) (*Tunnel, error)
+	// Log receives the lines a user reads: ready, session ended,
+	// connection failed. Debug lines with -v.
+	Log *slog.Logger
+	// OnTunnel, if set, is called with every tunnel started.
+	OnTunnel func(*Tunnel)
+
+	mu     sync.Mutex
+	tunnel *Tunnel
+	conns  sync.WaitGroup
+	active atomic.Int64
+}
+
+// Restartable reports whether a tunnel that ended with err is worth
+// starting again when the next connection comes.
+func Restartable(err error) bool {
+	var re *proxy.ResumeError
+	return err == nil || errors.Is(err, proxy.ErrIdleTimeout) || errors.Is(err, proxy.ErrSessionEnded) || errors.As(err, &re)
+}
+
+// Serve runs until ctx is done (nil) or a tunnel fails in a way a new
+// session would not mend (that error). Either way it closes the listener,
+// every connection and the tunnel — the session is terminated — before it
+// returns.
+func (f *Forwarder) Serve(ctx context.Context) error {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	t, err := f.startTunnel(ctx, cancel)
+	if err != nil {
+		f.Listener.Close()
+		return err
+	}
+	go func() {
+		<-ctx.Done()
+		f.Listener.Close()
+	}()
+	for {
+		c, err := f.Listener.Accept()
+		if err != nil {
+			break
+		}
+		t, err := f.current(ctx, cancel)
+		if err != nil {
+			f.Log.Warn("connection refused: could not start a session", "listen", f.Spec.Listen(), "err", err)
+			c.Close()
+			continue
+		}
+		f.conns.Add(1)
+		go f.carry(ctx, t, c)
+	}
+	cancel(nil)
+	f.mu.Lock()
+	t = f.tunnel
+	f.tunnel = nil
+	f.mu.Unlock()
+	if t != nil {
+		t.Close()
+	}
+	f.conns.Wait()
+	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		return err
+	}
+	return nil
+}
+
+// current returns the running tunnel, starting a new one if the last has
+// ended.
+func (f *Forwarder) current(ctx context.Context, cancel context.CancelCauseFunc) (*Tunnel, error) {
+	f.mu.Lock()
+	t := f.tunnel
+	f.mu.Unlock()
+	if t != nil {
+		select {
+		case <-t.Done():
+		default:
+			return t, nil
+		}
+	}
+	return f.startTunnel(ctx, cancel)
+}
+
+// startTunnel starts a tunnel and watches it: when it ends with an error
+// no new session would mend, Serve ends with that error.
+func (f *Forwarder) startTunnel(ctx context.Context, cancel context.CancelCauseFunc) (*Tunnel, error) {
+	t, err := f.Start(ctx)
+	if err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	f.tunnel = t
+	f.mu.Unlock()
+	if f.OnTunnel != nil {
+		f.OnTunnel(t)
+	}
+	go func() {
+		<-t.Done()
+		err := t.Err()
+		if ctx.Err() != nil {
+			return // Serve is ending: its own doing
+		}
+		if !Restartable(err) {
+			cancel(err)
+			return
+		}
+		why := "it was ended"
+		if err != nil {
+			why = err.Error()
+		}
+		f.Log.Warn("session ended; the next connection starts a new one", "listen", f.Spec.Listen(), "session", t.ID(), "why", why)
+	}()
+	return t, nil
+}
+
+// carry copies between the local connection c and a new stream, both ways,
+// until both directions are done. A local half-close is passed on (FIN);
+// the agent closes its end of the destination then, so the stream ends.
+func (f *Forwarder) carry(ctx context.Context, t *Tunnel, c net.Conn) {
+	defer f.conns.Done()
+	n := f.active.Add(1)
+	defer f.active.Add(-1)
+	st, err := t.Open()
+	if err != nil {
+		f.Log.Warn("connection refused: the session cannot open a stream", "listen", f.Spec.Listen(), "err", err)
+		c.Close()
+		return
+	}
+	f.Log.Debug("connection", "from", c.RemoteAddr().String(), "stream", st.ID(), "active", n)
+	stop := context.AfterFunc(ctx, func() {
+		c.Close()
+		st.Close()
+	})
+	defer stop()
+	up := make(chan struct{})
+	go func() {
+		io.Copy(st, c)
+		st.CloseWrite()
+		close(up)
+	}()
+	io.Copy(c, st)
+	c.Close()
+	st.Close()
+	<-up
+	f.Log.Debug("connection closed", "stream", st.ID())
+}
+
+// Active is the number of connections being carried.
+func (f *Forwarder) Active() int { return int(f.active.Load()) }
+
+var _ io.ReadWriteCloser = (*smux.Stream)(nil)

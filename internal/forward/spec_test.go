@@ -1,0 +1,63 @@
+package forward
+
+import "testing"
+
+func TestParseSpec(t *testing.T) {
+	cases := []struct {
+		in   string
+		want Spec
+		doc  string
+	}{
+		{"5432:5432", Spec{Bind: "127.0.0.1", LocalPort: 5432, Port: 5432}, DocumentPortForwarding},
+		{"0:22", Spec{Bind: "127.0.0.1", LocalPort: 0, Port: 22}, DocumentPortForwarding},
+		{"15432:mydb.abc.eu-west-1.rds.amazonaws.com:5432", Spec{Bind: "127.0.0.1", LocalPort: 15432, Host: "mydb.abc.eu-west-1.rds.amazonaws.com", Port: 5432}, DocumentPortForwardingToRemoteHost},
+		{"127.0.0.2:8080:80", Spec{Bind: "127.0.0.2", LocalPort: 8080, Port: 80}, DocumentPortForwarding},
+		{"0.0.0.0:8080:10.0.0.5:80", Spec{Bind: "0.0.0.0", LocalPort: 8080, Host: "10.0.0.5", Port: 80}, DocumentPortForwardingToRemoteHost},
+		{"*:8080:db:80", Spec{Bind: "0.0.0.0", LocalPort: 8080, Host: "db", Port: 80}, DocumentPortForwardingToRemoteHost},
+		{"localhost:8080:80", Spec{Bind: "127.0.0.1", LocalPort: 8080, Port: 80}, DocumentPortForwarding},
+		{"[::1]:8080:80", Spec{Bind: "::1", LocalPort: 8080, Port: 80}, DocumentPortForwarding},
+		{"[::1]:8080:[fd00::5]:5432", Spec{Bind: "::1", LocalPort: 8080, Host: "fd00::5", Port: 5432}, DocumentPortForwardingToRemoteHost},
+		{"8080:[fd00::5]:5432", Spec{Bind: "127.0.0.1", LocalPort: 8080, Host: "fd00::5", Port: 5432}, DocumentPortForwardingToRemoteHost},
+	}
+	for _, c := range cases {
+		got, err := ParseSpec(c.in)
+		if err != nil {
+			t.Errorf("ParseSpec(%q): %v", c.in, err)
+			continue
+		}
+		if got != c.want {
+			t.Errorf("ParseSpec(%q) = %+v, want %+v", c.in, got, c.want)
+		}
+		if got.Document() != c.doc {
+			t.Errorf("ParseSpec(%q).Document() = %s, want %s", c.in, got.Document(), c.doc)
+		}
+	}
+	for _, bad := range []string{"", "5432", "a:b", "5432:0", "70000:22", "1:2:3:4:5", "host.example:80:22", "[::1:80:22", "[::1]x:80:22", "1.2.3.4::22"} {
+		if sp, err := ParseSpec(bad); err == nil {
+			t.Errorf("ParseSpec(%q) = %+v, want an error", bad, sp)
+		}
+	}
+}
+
+func TestSpecParameters(t *testing.T) {
+	sp := Spec{Bind: "127.0.0.1", Host: "db", Port: 5432}
+	p := sp.Parameters(15432)
+	if p["host"][0] != "db" || p["portNumber"][0] != "5432" || p["localPortNumber"][0] != "15432" {
+		t.Errorf("parameters %v", p)
+	}
+	if sp.Destination("i-1") != "db:5432" || (Spec{Port: 22}).Destination("i-1") != "i-1:22" {
+		t.Error("Destination")
+	}
+	if (Spec{Bind: "::1"}).Loopback() != true || (Spec{Bind: "0.0.0.0"}).Loopback() {
+		t.Error("Loopback")
+	}
+}
+
+func TestMuxConfig(t *testing.T) {
+	if c := MuxConfig("3.3.1142.0"); !c.KeepAliveDisabled || c.Version != 1 {
+		t.Errorf("current agent: %+v, want keep-alive off, version 1", c)
+	}
+	if c := MuxConfig("3.1.1446.0"); c.KeepAliveDisabled {
+		t.Errorf("agent 3.1.1446.0 (≤ 3.1.1511.0) keeps smux keep-alive on; got off")
+	}
+}

@@ -1,0 +1,144 @@
+package forward
+
+import (
+	"context"
+	"errors"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/ssm-proxy/ssm-proxy/protocol"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
+)
+
+// Tunnel is one running port-forwarding session: a proxy.Session in
+// ModeMux whose byte stream carries an smux client session (§7.4). Streams
+// opened on it reach the destination through the agent, which dials once
+// per stream. It survives lost websockets as the session does: the smux
+// byte stream is carried intact across resumes.
+//
+// A Tunnel is safe for concurrent use.
+type Tunnel struct {
+	sess   *proxy.Session
+	mux    *smux.Session
+	conn   *pipeConn
+	cancel context.CancelFunc
+	done   chan struct{} // closed when Run has returned
+	err    error         // Run's result, set before done is closed
+}
+
+// StartTunnel runs sess (started with Options.Mode ModeMux and an OnEvent
+// that sends to handshake) and waits for its handshake to complete within
+// timeout, then starts the smux client with the keep-alive the agent
+// expects. handshake receives the agent version of EventHandshakeComplete.
+func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan string, timeout time.Duration) (*Tunnel, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	toAgentR, toAgentW := io.Pipe()
+	fromAgentR, fromAgentW := io.Pipe()
+	t := &Tunnel{
+		sess: sess,
+		conn: &pipeConn{r: fromAgentR, w: toAgentW, closeFn: func() {
+			toAgentW.Close()
+			fromAgentR.Close()
+		}},
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go func() {
+		t.err = sess.Run(ctx, toAgentR, fromAgentW)
+		fromAgentW.CloseWithError(errSessionOver)
+		toAgentR.Close()
+		close(t.done)
+	}()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var agentVersion string
+	select {
+	case agentVersion = <-handshake:
+	case <-t.done:
+		if t.err == nil {
+			t.err = errors.New("the session ended before its handshake completed")
+		}
+		cancel()
+		return nil, t.err
+	case <-timer.C:
+		cancel()
+		<-t.done
+		return nil, &proxy.HandshakeError{Reason: "the agent did not complete the handshake within " + timeout.String()}
+	}
+	mux, err := smux.Client(t.conn, MuxConfig(agentVersion))
+	if err != nil {
+		cancel()
+		<-t.done
+		return nil, err
+	}
+	t.mux = mux
+	return t, nil
+}
+
+// errSessionOver is what smux reads once the session has ended.
+var errSessionOver = errors.New("port-forwarding session ended")
+
+// MuxConfig is the smux client configuration for an agent (§7.1, §7.4):
+// protocol version 1, keep-alive off when the agent turns its own off
+// (agents above 3.1.1511.0 do for a client above 1.2.331.0, which we are),
+// else on with smux's 10 s / 30 s. A mismatch is fatal: the side with
+// keep-alive on closes an idle session after 30 s.
+func MuxConfig(agentVersion string) *smux.Config {
+	c := smux.DefaultConfig()
+	c.Version = 1
+	c.KeepAliveDisabled = protocol.PluginVersionGreater(agentVersion, protocol.AgentVersionNoKeepAlive)
+	return c
+}
+
+// Open opens a stream to the destination. The agent reports a failed dial
+// with Flag ConnectToPortError and closes the stream, so a stream that
+// opens may still read EOF at once.
+func (t *Tunnel) Open() (*smux.Stream, error) { return t.mux.OpenStream() }
+
+// Done is closed when the session has ended; Err then says why.
+func (t *Tunnel) Done() <-chan struct{} { return t.done }
+
+// Err is the session's result once Done is closed: nil for a normal end,
+// context.Canceled after Close.
+func (t *Tunnel) Err() error {
+	select {
+	case <-t.done:
+		return t.err
+	default:
+		return nil
+	}
+}
+
+// ID is the session id.
+func (t *Tunnel) ID() string { return t.sess.ID() }
+
+// Close ends the tunnel: its streams, the smux session, and the Session
+// Manager session (terminated on the AWS side, bounded). It waits for the
+// session to end.
+func (t *Tunnel) Close() {
+	t.mux.Close()
+	t.cancel()
+	t.conn.Close()
+	<-t.done
+}
+
+// pipeConn is the smux client's connection: reads come from the session's
+// stdout, writes go to its stdin.
+type pipeConn struct {
+	r       io.Reader
+	w       io.Writer
+	once    sync.Once
+	closeFn func()
+}
+
+func (c *pipeConn) Read(p []byte) (int, error)  { return c.r.Read(p) }
+func (c *pipeConn) Write(p []byte) (int, error) { return c.w.Write(p) }
+func (c *pipeConn) Close() error {
+	c.once.Do(c.closeFn)
+	return nil
+}
+
+var _ io.ReadWriteCloser = (*pipeConn)(nil)

@@ -1,0 +1,166 @@
+package pushkey
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"errors"
+	"net"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// testAgent is an ssh-agent served in-process on a unix socket. It records
+// the keys added to it.
+type testAgent struct {
+	agent.Agent
+	socket string
+
+	mu    sync.Mutex
+	added []agent.AddedKey
+}
+
+func (a *testAgent) Add(k agent.AddedKey) error {
+	a.mu.Lock()
+	a.added = append(a.added, k)
+	a.mu.Unlock()
+	return a.Agent.Add(k)
+}
+
+func (a *testAgent) addedKeys() []agent.AddedKey {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]agent.AddedKey(nil), a.added...)
+}
+
+// startAgent serves a keyring holding keys on a socket under t.TempDir().
+func startAgent(t *testing.T, keys ...any) *testAgent {
+	t.Helper()
+	a := &testAgent{Agent: agent.NewKeyring(), socket: filepath.Join(t.TempDir(), "agent.sock")}
+	for i, k := range keys {
+		if err := a.Agent.Add(agent.AddedKey{PrivateKey: k, Comment: "key" + string(rune('0'+i))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ln, err := net.Listen("unix", a.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() {
+		ln.Close()
+		wg.Wait()
+	})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				defer c.Close()
+				agent.ServeAgent(a, c)
+			}()
+		}
+	}()
+	return a
+}
+
+func agentContext(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func TestAgentAddEphemeral(t *testing.T) {
+	ta := startAgent(t)
+	ag, err := DialAgent(agentContext(t), ta.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	k, err := NewEphemeral(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ag.AddEphemeral(k, "ssm-proxy ephemeral"); err != nil {
+		t.Fatal(err)
+	}
+	added := ta.addedKeys()
+	if len(added) != 1 || added[0].LifetimeSecs != 60 || added[0].Comment != "ssm-proxy ephemeral" {
+		t.Fatalf("added %+v, want one key with a 60 s lifetime", added)
+	}
+	keys, err := ag.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 1 || keys[0].Fingerprint() != k.Fingerprint() || keys[0].Source != "ssh-agent key ssm-proxy ephemeral" {
+		t.Errorf("agent lists %v", keys)
+	}
+	// The agent can sign with it: it is the private half of what was pushed.
+	signers, err := agent.NewClient(mustDial(t, ta.socket)).Signers()
+	if err != nil || len(signers) != 1 {
+		t.Fatalf("signers %v %v", signers, err)
+	}
+	sig, err := signers[0].Sign(rand.Reader, []byte("data"))
+	if err != nil || k.Public.Verify([]byte("data"), sig) != nil {
+		t.Errorf("signature by the agent's key does not verify with the pushed key: %v", err)
+	}
+
+	file := &Key{Public: k.Public, Source: "file"}
+	if err := ag.AddEphemeral(file, "x"); err == nil {
+		t.Error("a key without its private half was added")
+	}
+}
+
+func mustDial(t *testing.T, socket string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("unix", socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func TestDialAgentErrors(t *testing.T) {
+	ctx := agentContext(t)
+	if _, err := DialAgent(ctx, ""); !errors.Is(err, ErrNoAgent) {
+		t.Errorf("no socket: %v", err)
+	}
+	missing := filepath.Join(t.TempDir(), "none.sock")
+	_, err := DialAgent(ctx, missing)
+	var ae *AgentError
+	if !errors.As(err, &ae) || ae.Socket != missing {
+		t.Errorf("missing socket: %v", err)
+	}
+}
+
+func TestAgentKeysOrder(t *testing.T) {
+	_, ed, _ := ed25519.GenerateKey(rand.Reader)
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ta := startAgent(t, ec, ed)
+	ag, err := DialAgent(agentContext(t), ta.socket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ag.Close()
+	keys, err := ag.Keys()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(keys) != 2 || keys[0].Type() != "ecdsa-sha2-nistp256" || keys[1].Type() != ssh.KeyAlgoED25519 {
+		t.Fatalf("keys %v", keys)
+	}
+}
