@@ -32,7 +32,7 @@ const (
 	hintAdvancedTier    = "Session Manager reaches on-premises and other non-EC2 managed nodes (mi-…) only with the advanced-instances tier: turn it on in Systems Manager › Fleet Manager › Settings › Instance tier, or with `aws ssm update-service-setting --setting-id arn:aws:ssm:REGION:ACCOUNT_ID:servicesetting/ssm/managed-instance/activation-tier --setting-value advanced` (charged per node and hour)"
 )
 
-// Texts of AWS errors that share their code with others (protocol.md §10).
+// Texts of AWS errors that share their code with others (docs/protocol.md §10).
 const (
 	// advancedTierText is in StartSession's BadRequest for an on-premises
 	// node in an account on the standard-instances tier: "Enable
