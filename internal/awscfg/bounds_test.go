@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ec2instanceconnect"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
 
@@ -92,6 +93,33 @@ func TestAttemptBound(t *testing.T) {
 		if !strings.Contains(line, w) {
 			t.Errorf("log lacks %q:\n%s", w, line)
 		}
+	}
+}
+
+// TestEveryClientBounded: clients other than SSM built from the
+// configuration have the same bounds, and name their own setting.
+func TestEveryClientBounded(t *testing.T) {
+	isolate(t, "")
+	envKeys(t)
+	addr, conns := hangServer(t)
+	t.Setenv("AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT", "http://"+addr)
+	t.Setenv("AWS_ENDPOINT_URL_STS", "http://"+addr)
+	cfg, _, err := Load(testCtx(t), Options{Timeouts: short})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = ec2instanceconnect.NewFromConfig(cfg).SendSSHPublicKey(testCtx(t), &ec2instanceconnect.SendSSHPublicKeyInput{
+		InstanceId: aws.String("i-0123456789abcdef0"), InstanceOSUser: aws.String("ec2-user"), SSHPublicKey: aws.String("ssh-ed25519 AAAA")})
+	var ee *EndpointError
+	if !errors.As(err, &ee) || ee.Service != "EC2 Instance Connect" || ee.Setting != "AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT" || ee.Timeout == 0 {
+		t.Errorf("EC2 Instance Connect: err = %v (%+v)", err, ee)
+	}
+	_, err = sts.NewFromConfig(cfg).GetCallerIdentity(testCtx(t), &sts.GetCallerIdentityInput{})
+	if !errors.As(err, &ee) || ee.Service != "STS" || ee.Setting != "AWS_ENDPOINT_URL_STS" || ee.Timeout == 0 {
+		t.Errorf("STS: err = %v (%+v)", err, ee)
+	}
+	if conns.Load() < 2 {
+		t.Errorf("%d connections", conns.Load())
 	}
 }
 
