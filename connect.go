@@ -142,7 +142,7 @@ type used struct {
 
 // loadAWS resolves the AWS configuration for o.
 func (c *cli) loadAWS(ctx context.Context, o options, u *used, log *slog.Logger) (aws.Config, error) {
-	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log})
+	cfg, info, err := awscfg.Load(ctx, awscfg.Options{Profile: o.profile, Region: o.region, Prompt: c.prompt, Logger: log, Timeouts: c.awsTimeouts})
 	u.aws = info
 	return cfg, err
 }
@@ -193,7 +193,7 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 		return nil, errNoRegion
 	}
 	api := ssm.NewFromConfig(cfg)
-	if u.id, err = target.Resolve(ctx, api, u.target); err != nil {
+	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
 		return nil, err
 	}
 	dialer, err := awscfg.Dialer(cfg)

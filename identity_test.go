@@ -54,6 +54,14 @@ region = us-east-1
 credential_process = sh -c 'echo "vault is sealed" >&2; exit 3'
 region = us-east-1
 
+[profile hung-process]
+credential_process = sh -c 'sleep 2; true'
+region = us-east-1
+
+[profile leaky-process]
+credential_process = echo 'AccessKeyId=` + ssmtest.AccessKeyID + ` SecretAccessKey=` + ssmtest.SecretAccessKey + `'
+region = us-east-1
+
 [profile sso]
 sso_session = corp
 sso_account_id = 123456789012
@@ -258,6 +266,12 @@ func TestCredentialErrors(t *testing.T) {
 		{"sso never logged in", []string{"--profile", "sso-legacy"}, nil, func(t *testing.T) map[string]string {
 			return map[string]string{"AWS_ENDPOINT_URL_SSO": ssoPortal(t)}
 		}, []string{"`aws sso login --profile sso-legacy`"}},
+		{"sso portal hangs", []string{"--profile", "sso"}, nil, func(t *testing.T) map[string]string {
+			ssoToken(t, "corp", time.Now().Add(time.Hour))
+			hang, _ := hangServer(t)
+			return map[string]string{"AWS_ENDPOINT_URL_SSO": "http://" + hang}
+		}, []string{"cannot get AWS credentials: SSO GetRoleCredentials: no answer from 127.0.0.1:", "(AWS_ENDPOINT_URL_SSO) within 1s",
+			"AWS_ENDPOINT_URL_SSO points SSO at 127.0.0.1:"}},
 		{"sso expired under a role", []string{"--profile", "sso-role"}, nil, func(t *testing.T) map[string]string {
 			ssoToken(t, "corp", time.Now().Add(-time.Hour))
 			return map[string]string{"AWS_ENDPOINT_URL_SSO": ssoPortal(t)}
@@ -270,11 +284,18 @@ func TestCredentialErrors(t *testing.T) {
 			[]string{"not authorized to perform: sts:AssumeRole", "trust policy"}},
 		{"credential_process fails", []string{"--profile", "broken-process"}, nil, nil,
 			[]string{"credential_process of profile \"broken-process\" failed"}},
+		// The process's child keeps its output open after the SDK kills it
+		// at the timeout.
+		{"credential_process hangs", []string{"--profile", "hung-process"}, nil, nil,
+			[]string{`the credential_process of profile "hung-process" did not finish within 300ms`, "run the credential_process of profile \"hung-process\" by hand"}},
+		// The SDK quotes the output in its error; it holds the secret key.
+		{"credential_process prints something else", []string{"--profile", "leaky-process"}, nil, nil,
+			[]string{"the credential_process printed something other than the credentials JSON"}},
 		{"unknown profile", []string{"--profile", "nope"}, nil, nil,
 			[]string{`profile "nope" is not in ~/.aws/config`}},
 		{"no credentials anywhere", nil, nil, func(*testing.T) map[string]string {
 			return map[string]string{"AWS_REGION": "us-east-1"}
-		}, []string{"no AWS credentials found", "--profile"}},
+		}, []string{"no AWS credentials found: tried environment variables", "EC2 instance metadata (turned off by AWS_EC2_METADATA_DISABLED)", "--profile"}},
 		{"expired session token", nil, nil, func(*testing.T) map[string]string {
 			return map[string]string{"AWS_ACCESS_KEY_ID": ssmtest.SessionAccessKeyID, "AWS_SECRET_ACCESS_KEY": ssmtest.SecretAccessKey,
 				"AWS_SESSION_TOKEN": ssmtest.ExpiredSessionToken, "AWS_REGION": "us-east-1"}
@@ -291,7 +312,9 @@ func TestCredentialErrors(t *testing.T) {
 			if c.env != nil {
 				setEnv(t, c.env(t))
 			}
-			code, stdout, stderr := runWith(t, &cli{prompt: c.prompt}, "", append(c.args, "i-0123456789abcdef0", "22")...)
+			timeouts := fastAWS
+			timeouts.Process = 300 * time.Millisecond
+			code, stdout, stderr := runWith(t, &cli{prompt: c.prompt, awsTimeouts: timeouts}, "", append(c.args, "i-0123456789abcdef0", "22")...)
 			if code != exitError || stdout != "" {
 				t.Errorf("exit %d, stdout %q", code, stdout)
 			}

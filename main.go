@@ -24,6 +24,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
@@ -373,6 +374,9 @@ type cli struct {
 	// of its help being printed: completion runs a command with -h to learn
 	// its flags.
 	collectFlags func(fs *flag.FlagSet)
+	// awsTimeouts bound the AWS API calls; zero fields mean awscfg's
+	// defaults.
+	awsTimeouts awscfg.Timeouts
 
 	sessionLog sessionLogState // sessionlog.go
 }

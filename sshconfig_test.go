@@ -29,8 +29,8 @@ func sshConfigCLI(t *testing.T, program string) *cli {
 	}
 }
 
-// sshG is what ssh -G says about host when it reads file alone.
-func sshG(t *testing.T, file, host string) map[string]string {
+// sshGTest is what ssh -G says about host when it reads file alone.
+func sshGTest(t *testing.T, file, host string) map[string]string {
 	t.Helper()
 	testenv.Require(t, "ssh")
 	e, err := sshconfig.Query(context.Background(), sshconfig.ExecSSH, file, host)
@@ -124,7 +124,7 @@ func TestSSHConfigPrint(t *testing.T) {
 			file := filepath.Join(t.TempDir(), "config")
 			writeFile(t, file, stdout, 0o600)
 			for host, want := range c.want {
-				got := sshG(t, file, host)
+				got := sshGTest(t, file, host)
 				for k, v := range want {
 					if got[k] != v {
 						t.Errorf("%s: %s %q, want %q", host, k, got[k], v)
@@ -215,7 +215,7 @@ func TestSSHConfigInstallDefaultFile(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(envHome, ".ssh")); err == nil {
 		t.Errorf("wrote under $HOME")
 	}
-	if got := sshG(t, file, "i-0123456789abcdef0")["proxycommand"]; got != "ssm-proxy %h %p" {
+	if got := sshGTest(t, file, "i-0123456789abcdef0")["proxycommand"]; got != "ssm-proxy %h %p" {
 		t.Errorf("ProxyCommand %q", got)
 	}
 	t.Setenv("HOME", home)
@@ -242,10 +242,10 @@ func TestSSHConfigInstallAppends(t *testing.T) {
 			if lf := strings.Count(got, "\n"); strings.Count(got, eol) != lf {
 				t.Errorf("line endings mixed:\n%q", got)
 			}
-			if v := sshG(t, file, "github.com")["user"]; v != "git" {
+			if v := sshGTest(t, file, "github.com")["user"]; v != "git" {
 				t.Errorf("existing block lost: User %q", v)
 			}
-			if v := sshG(t, file, "i-0123456789abcdef0")["proxycommand"]; v != "ssm-proxy %h %p" {
+			if v := sshGTest(t, file, "i-0123456789abcdef0")["proxycommand"]; v != "ssm-proxy %h %p" {
 				t.Errorf("ProxyCommand %q", v)
 			}
 			if fi, _ := os.Stat(file); fi.Mode().Perm() != 0o640 {
@@ -284,7 +284,7 @@ func TestSSHConfigInstallUpdates(t *testing.T) {
 		if code != exitOK || !strings.Contains(stderr, s.msg) {
 			t.Fatalf("step %d: exit %d: %s", i, code, stderr)
 		}
-		if got := sshG(t, file, "i-0123456789abcdef0")["proxycommand"]; got != s.want {
+		if got := sshGTest(t, file, "i-0123456789abcdef0")["proxycommand"]; got != s.want {
 			t.Errorf("step %d: ProxyCommand %q, want %q", i, got, s.want)
 		}
 		got := readFile(t, file)
@@ -414,7 +414,7 @@ func TestSSHConfigInstallReplace(t *testing.T) {
 				t.Fatalf("exit %d: %s", code, stderr)
 			}
 			for _, host := range []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"} {
-				g := sshG(t, file, host)
+				g := sshGTest(t, file, host)
 				if g["proxycommand"] != "ssm-proxy %h %p" || g["user"] != "ec2-user" {
 					t.Errorf("%s: ProxyCommand %q User %q", host, g["proxycommand"], g["user"])
 				}
@@ -487,7 +487,7 @@ func TestSSHConfigInstallIncludeAndSymlink(t *testing.T) {
 	if fi, err := os.Lstat(link); err != nil || fi.Mode()&os.ModeSymlink == 0 {
 		t.Errorf("symlink replaced: %v %v", fi.Mode(), err)
 	}
-	if got := sshG(t, link, "i-0123456789abcdef0")["proxycommand"]; got != "ssm-proxy %h %p" {
+	if got := sshGTest(t, link, "i-0123456789abcdef0")["proxycommand"]; got != "ssm-proxy %h %p" {
 		t.Errorf("ProxyCommand through the link %q", got)
 	}
 }
@@ -508,7 +508,7 @@ func TestSSHConfigInstallLegacyBlock(t *testing.T) {
 	if strings.Contains(got, "ssh through AWS Systems Manager") || strings.Count(got, "Host i-* mi-*") != 1 || !strings.HasPrefix(got, "Host github.com\n  User git\n\n"+sshconfig.BeginMarker) {
 		t.Errorf("file:\n%s", got)
 	}
-	if pc := sshG(t, file, "web-1.ssm")["proxycommand"]; pc != "ssm-proxy --region eu-west-1 --strip-suffix .ssm %n %p" {
+	if pc := sshGTest(t, file, "web-1.ssm")["proxycommand"]; pc != "ssm-proxy --region eu-west-1 --strip-suffix .ssm %n %p" {
 		t.Errorf("ProxyCommand %q", pc)
 	}
 }

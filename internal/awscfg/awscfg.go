@@ -11,10 +11,16 @@
 //     connection does not call STS and prompt again (cache.go);
 //   - credential failures marked as *CredentialsError, so that the caller
 //     can tell them from API errors however the SDK wraps them;
+//   - bounds on every API call, so that an endpoint that never answers
+//     costs a bounded time and an error naming the endpoint and the
+//     setting behind it (bounds.go), and a -v line for each call;
+//   - the proxy environment read as net/http reads it, for the API client
+//     and the websocket alike (proxy.go);
 //   - a websocket dialer with the API client's proxy and CA bundle
 //     (dialer.go);
 //   - Info: which profile, region and kind of credentials were used, for
-//     error hints and `ssm-proxy doctor`.
+//     error hints and `ssm-proxy doctor`, and the endpoints the calls go
+//     to (endpoints.go).
 package awscfg
 
 import (
@@ -23,14 +29,20 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials/processcreds"
 	"github.com/aws/aws-sdk-go-v2/credentials/stscreds"
+	"github.com/aws/smithy-go/middleware"
 )
 
 // Options select the profile and region and how to ask for MFA codes. The
@@ -49,6 +61,8 @@ type Options struct {
 	CacheDir string
 	// Logger receives debug lines (never credentials); nil discards them.
 	Logger *slog.Logger
+	// Timeouts bound the API calls; zero fields mean the defaults.
+	Timeouts Timeouts
 }
 
 // Info describes where the configuration came from, in the words a user
@@ -74,6 +88,11 @@ type Info struct {
 	// CachePath is the disk cache of the assumed-role credentials, "" when
 	// they are not cached.
 	CachePath string
+	// Fallback reports that nothing is configured: the SDK's chain ends at
+	// the EC2 instance metadata service, which has credentials on EC2 only.
+	Fallback bool
+	// Process reports a credential_process in the chain.
+	Process bool
 }
 
 // DefaultCacheDir is ssm-proxy's directory in the user cache directory
@@ -90,7 +109,8 @@ func DefaultCacheDir() (string, error) {
 // Load resolves the configuration. Credentials are not retrieved yet (that
 // happens on first use, and may prompt); failures to retrieve them are
 // *CredentialsError. A missing region is not an error here: Info.Region is
-// "".
+// "". A CA bundle setting naming a missing or non-PEM file is a
+// *CABundleError.
 func Load(ctx context.Context, o Options) (aws.Config, Info, error) {
 	log := o.Logger
 	if log == nil {
@@ -101,7 +121,27 @@ func Load(ctx context.Context, o Options) (aws.Config, Info, error) {
 		prompt = TerminalPrompt
 	}
 	prompt = serialize(prompt)
-	var opts []func(*config.LoadOptions) error
+	t := o.Timeouts.withDefaults()
+	proxies := readProxyEnv()
+	b := &bounds{t: t, log: log, proxy: proxies}
+	client := awshttp.NewBuildableClient().
+		WithDialerOptions(func(d *net.Dialer) { d.Timeout = t.Connect }).
+		WithTransportOptions(func(tr *http.Transport) {
+			tr.Proxy = proxies.proxyFunc
+			tr.OnProxyConnectResponse = proxies.checkConnectResponse
+			tr.TLSHandshakeTimeout = t.Connect
+			tr.ResponseHeaderTimeout = t.Attempt
+		})
+	opts := []func(*config.LoadOptions) error{
+		config.WithHTTPClient(client),
+		config.WithAPIOptions([]func(*middleware.Stack) error{b.apply}),
+		config.WithProcessCredentialOptions(func(po *processcreds.Options) { po.Timeout = t.Process }),
+	}
+	if t.MaxBackoff > 0 {
+		opts = append(opts, config.WithRetryer(func() aws.Retryer {
+			return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxBackoff = t.MaxBackoff })
+		}))
+	}
 	if o.Profile != "" {
 		opts = append(opts, config.WithSharedConfigProfile(o.Profile))
 	}
@@ -114,9 +154,11 @@ func Load(ctx context.Context, o Options) (aws.Config, Info, error) {
 	}))
 	cfg, err := config.LoadDefaultConfig(ctx, opts...)
 	if err != nil {
-		return aws.Config{}, Info{}, fmt.Errorf("load AWS configuration: %w", err)
+		return aws.Config{}, Info{}, fmt.Errorf("load AWS configuration: %w", explainLoadError(ctx, o, err))
 	}
+	b.cfg = cfg
 	info := describe(cfg, o)
+	log.Debug("aws configuration", "profile", info.Profile, "region", info.Region, "credentials", info.Credentials)
 
 	var creds aws.CredentialsProvider = cfg.Credentials
 	if info.RoleARN != "" {
@@ -132,7 +174,15 @@ func Load(ctx context.Context, o Options) (aws.Config, Info, error) {
 		}
 	}
 	if creds != nil {
-		cfg.Credentials = aws.NewCredentialsCache(&checked{inner: creds})
+		c := &checked{inner: creds, info: info, log: log}
+		if info.Process && info.MFASerial == "" {
+			c.process = t.Process
+		}
+		if info.Fallback {
+			_, shared := configSources(cfg)
+			c.tried = triedSources(shared)
+		}
+		cfg.Credentials = aws.NewCredentialsCache(c)
 	}
 	return cfg, info, nil
 }
@@ -204,6 +254,10 @@ func describe(cfg aws.Config, o Options) Info {
 		info.RoleARN, info.MFASerial = shared.RoleARN, shared.MFASerial
 	}
 	info.Credentials = fmt.Sprintf("profile %q: %s", info.Profile, describeProfile(&shared, env, &info))
+	if shared.RoleARN == "" && baseKind(&shared, env) == kindIMDS {
+		info.Fallback = true
+		info.Credentials = "EC2 instance metadata (instance profile), as nothing else is configured"
+	}
 	return info
 }
 
@@ -211,25 +265,26 @@ func describe(cfg aws.Config, o Options) Info {
 // source_profile chain, and records the SSO profile in info.
 func describeProfile(sc *config.SharedConfig, env config.EnvConfig, info *Info) string {
 	var base string
-	switch {
-	case sc.Source != nil:
+	switch baseKind(sc, env) {
+	case kindSource:
 		base = fmt.Sprintf("profile %q (%s)", sc.Source.Profile, describeProfile(sc.Source, env, info))
-	case sc.Credentials.HasKeys():
+	case kindKeys:
 		base = "static keys"
-	case sc.CredentialSource != "":
+	case kindCredentialSource:
 		base = "credential_source " + sc.CredentialSource
-	case sc.WebIdentityTokenFile != "":
+	case kindWebIdentity:
 		base = "web identity token " + sc.WebIdentityTokenFile
-	case sc.SSOSession != nil || sc.SSOStartURL != "":
+	case kindSSO:
 		base = "IAM Identity Center (SSO)"
 		if info.SSOProfile == "" {
 			info.SSOProfile = sc.Profile
 		}
-	case sc.LoginSession != "":
+	case kindLogin:
 		base = "aws login session"
-	case sc.CredentialProcess != "":
+	case kindProcess:
 		base = "credential_process"
-	case env.ContainerCredentialsEndpoint != "" || env.ContainerCredentialsRelativePath != "":
+		info.Process = true
+	case kindContainer:
 		base = "container credentials endpoint"
 	default:
 		base = "EC2 instance metadata (instance profile)"
@@ -245,4 +300,42 @@ func describeProfile(sc *config.SharedConfig, env config.EnvConfig, info *Info) 
 		return role + " via " + base
 	}
 	return role + " from " + base
+}
+
+// credentialKind is where a profile's credentials come from, in the order
+// the SDK looks (config.resolveCredsFromProfile).
+type credentialKind int
+
+const (
+	kindSource credentialKind = iota
+	kindKeys
+	kindCredentialSource
+	kindWebIdentity
+	kindSSO
+	kindLogin
+	kindProcess
+	kindContainer
+	kindIMDS
+)
+
+func baseKind(sc *config.SharedConfig, env config.EnvConfig) credentialKind {
+	switch {
+	case sc.Source != nil:
+		return kindSource
+	case sc.Credentials.HasKeys():
+		return kindKeys
+	case sc.CredentialSource != "":
+		return kindCredentialSource
+	case sc.WebIdentityTokenFile != "":
+		return kindWebIdentity
+	case sc.SSOSession != nil || sc.SSOStartURL != "":
+		return kindSSO
+	case sc.LoginSession != "":
+		return kindLogin
+	case sc.CredentialProcess != "":
+		return kindProcess
+	case env.ContainerCredentialsEndpoint != "" || env.ContainerCredentialsRelativePath != "":
+		return kindContainer
+	}
+	return kindIMDS
 }

@@ -121,8 +121,8 @@ credential_process = /bin/false
 			want:  Info{Profile: "sso-role", ProfileFrom: "--profile", SSOProfile: "sso", RoleARN: "arn:aws:iam::123456789012:role/Admin"},
 			creds: `role arn:aws:iam::123456789012:role/Admin via profile "sso" (IAM Identity Center (SSO))`},
 		{name: "credential_process", opts: Options{Profile: "proc"},
-			want: Info{Profile: "proc", ProfileFrom: "--profile"}, creds: "credential_process"},
-		{name: "nothing configured", want: Info{Profile: "default", ProfileFrom: "default"}, creds: "EC2 instance metadata"},
+			want: Info{Profile: "proc", ProfileFrom: "--profile", Process: true}, creds: "credential_process"},
+		{name: "nothing configured", want: Info{Profile: "default", ProfileFrom: "default", Fallback: true}, creds: "EC2 instance metadata (instance profile), as nothing else is configured"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

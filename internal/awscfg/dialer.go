@@ -4,13 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/url"
-	"os"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
-	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/gorilla/websocket"
 )
 
@@ -20,52 +17,43 @@ import (
 const EndpointEnvSSMMessages = "AWS_ENDPOINT_URL_SSMMESSAGES"
 
 // Dialer returns the websocket dialer for the data channel with the same
-// network settings as cfg's API client: its proxy function (HTTPS_PROXY,
-// HTTP_PROXY, NO_PROXY) and its TLS configuration (AWS_CA_BUNDLE or the
-// profile's ca_bundle).
+// network settings as cfg's API client: the proxy environment
+// (HTTPS_PROXY, HTTP_PROXY, NO_PROXY) and the TLS configuration
+// (AWS_CA_BUNDLE or the profile's ca_bundle).
 //
 // With an ssmmessages endpoint override (a VPC interface endpoint's DNS
-// name when private DNS is off), every websocket connects to that host
-// directly, not through a proxy, while TLS server name, Host header and
-// signature stay those of the StreamUrl the service returned — the
-// interface endpoint's certificate covers the regional service name.
+// name when private DNS is off), every websocket connects to that host —
+// through the proxy, with CONNECT, when the proxy settings apply to it —
+// while TLS server name, Host header and signature stay those of the
+// StreamUrl the service returned: the interface endpoint's certificate
+// covers the regional service name.
 func Dialer(cfg aws.Config) (*websocket.Dialer, error) {
 	// Timeouts and buffer sizes are left to the session (proxy.Options).
-	d := &websocket.Dialer{Proxy: http.ProxyFromEnvironment}
+	proxies := readProxyEnv()
+	d := &websocket.Dialer{Proxy: proxies.proxyFunc}
 	if bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient); ok {
-		tr := bc.GetTransport()
-		d.Proxy = tr.Proxy
-		if tr.TLSClientConfig != nil {
+		if tr := bc.GetTransport(); tr.TLSClientConfig != nil {
 			d.TLSClientConfig = tr.TLSClientConfig.Clone()
 		}
 	}
-	endpoint := ssmMessagesEndpoint(cfg)
+	endpoint, _ := messagesOverride(cfg)
 	if endpoint == "" {
 		return d, nil
+	}
+	u, err := url.Parse(endpoint)
+	if err != nil || u.Host == "" {
+		return nil, fmt.Errorf("ssmmessages endpoint %q: want a URL such as https://vpce-0123-abcd.ssmmessages.us-east-1.vpce.amazonaws.com", endpoint)
 	}
 	addr, err := endpointAddr(endpoint)
 	if err != nil {
 		return nil, err
 	}
-	var nd net.Dialer
+	tlsConf := d.TLSClientConfig
 	d.Proxy = nil
-	d.NetDialContext = func(ctx context.Context, network, _ string) (net.Conn, error) {
-		return nd.DialContext(ctx, network, addr)
+	d.NetDialContext = func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return proxies.dialThrough(ctx, u, addr, tlsConf)
 	}
 	return d, nil
-}
-
-// ssmMessagesEndpoint is the ssmmessages endpoint override, if any.
-func ssmMessagesEndpoint(cfg aws.Config) string {
-	if v := os.Getenv(EndpointEnvSSMMessages); v != "" {
-		return v
-	}
-	for _, src := range cfg.ConfigSources {
-		if sc, ok := src.(config.SharedConfig); ok {
-			return sc.Services.ServiceValues["ssmmessages"]["endpoint_url"]
-		}
-	}
-	return ""
 }
 
 // endpointAddr turns an endpoint URL into host:port.
@@ -77,9 +65,5 @@ func endpointAddr(endpoint string) (string, error) {
 	if u.Port() != "" {
 		return u.Host, nil
 	}
-	port := "443"
-	if u.Scheme == "http" || u.Scheme == "ws" {
-		port = "80"
-	}
-	return net.JoinHostPort(u.Hostname(), port), nil
+	return net.JoinHostPort(u.Hostname(), defaultPort(u.Scheme)), nil
 }

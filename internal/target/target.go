@@ -1,17 +1,19 @@
 // Package target turns what the user typed as TARGET into a Session Manager
 // target id.
 //
-// Instance ids (i-…), managed-node ids (mi-…) and ECS targets (ecs:…) are
-// used as they are. Anything else is looked up with
-// ssm:DescribeInstanceInformation: "tag:Key=Value" by that tag, any other
-// word by the Name tag. The API cannot return tags, but it can filter on
-// them, which is all a lookup needs.
+// Instance ids (i-…), managed-node ids (mi-…, and eks_c:… for the nodes of
+// the EKS Connector) and ECS targets (ecs:…) are used as they are. Anything
+// else is looked up with ssm:DescribeInstanceInformation: "tag:Key=Value"
+// by that tag, any other word by the Name tag. The API cannot return tags,
+// but it can filter on them, which is all a lookup needs. A lookup that
+// finds nothing looks for near matches (suggest.go).
 package target
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -41,6 +43,9 @@ type Instance struct {
 	ResourceType string // EC2Instance, ManagedInstance
 	ComputerName string
 	IPAddress    string
+	// Name is a managed node's activation name (DefaultInstanceName); the
+	// API reports no tags, so it is not the Name tag.
+	Name string
 }
 
 // String names the instance the way a user can recognise it.
@@ -80,8 +85,12 @@ func (q Query) String() string {
 	return "tag:" + q.TagKey + "=" + q.TagValue
 }
 
-// ids matches EC2 instance ids (8 or 17 hex digits) and managed-node ids.
-var ids = regexp.MustCompile(`^(i-[0-9a-f]{8}|i-[0-9a-f]{17}|mi-[0-9a-f]{17})$`)
+// ids matches EC2 instance ids (8 or 17 hex digits), managed-node ids (mi-
+// and 17 hex digits) and the ids of EKS Connector nodes, eks_c:CLUSTER_ID
+// (the SSM API's InstanceId pattern: a cluster name of up to 100 letters,
+// digits, '-' and '_' starting with a letter or digit, '_', and 17 word
+// characters).
+var ids = regexp.MustCompile(`^(i-[0-9a-f]{8}|i-[0-9a-f]{17}|mi-[0-9a-f]{17}|eks_c:[0-9A-Za-z][0-9A-Za-z_-]{0,99}_\w{17})$`)
 
 // IsID reports whether s is an instance or managed-node id.
 func IsID(s string) bool { return ids.MatchString(s) }
@@ -93,6 +102,8 @@ func Parse(s string) (Query, error) {
 		return Query{}, errors.New("empty target")
 	case IsID(s), strings.HasPrefix(s, "ecs:"):
 		return Query{ID: s}, nil
+	case strings.HasPrefix(s, "eks_c:"):
+		return Query{}, fmt.Errorf("invalid target %q: want eks_c:CLUSTER_ID, as Systems Manager lists the node", s)
 	}
 	if kv, ok := strings.CutPrefix(s, "tag:"); ok {
 		k, v, ok := strings.Cut(kv, "=")
@@ -152,13 +163,29 @@ func fromAPI(ii types.InstanceInformation) Instance {
 		ResourceType: string(ii.ResourceType),
 		ComputerName: aws.ToString(ii.ComputerName),
 		IPAddress:    aws.ToString(ii.IPAddress),
+		Name:         aws.ToString(ii.Name),
 	}
+}
+
+// Resolve returns the target id to start a session with, as
+// Resolver.Resolve does without logging.
+func Resolve(ctx context.Context, api API, target string) (string, error) {
+	return Resolver{API: api}.Resolve(ctx, target)
+}
+
+// Resolver turns targets into ids with one API client.
+type Resolver struct {
+	API API
+	// Logger receives one debug line per lookup (what was looked up, what
+	// it resolved to, how long it took); nil discards it.
+	Logger *slog.Logger
 }
 
 // Resolve returns the target id to start a session with. Ids are returned
 // without an API call; a name or tag must match exactly one node, and that
-// node must be Online.
-func Resolve(ctx context.Context, api API, target string) (string, error) {
+// node must be Online. A name or tag that matches nothing is a
+// *NotFoundError with the near matches Suggest finds.
+func (r Resolver) Resolve(ctx context.Context, target string) (string, error) {
 	q, err := Parse(target)
 	if err != nil {
 		return "", err
@@ -166,23 +193,40 @@ func Resolve(ctx context.Context, api API, target string) (string, error) {
 	if q.ID != "" {
 		return q.ID, nil
 	}
-	found, err := Lookup(ctx, api, q)
+	log := r.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	start := time.Now()
+	found, err := Lookup(ctx, r.API, q)
+	took := time.Since(start).Round(time.Millisecond)
 	if err != nil {
+		log.Debug("target lookup failed", "target", q.String(), "took", took)
 		return "", err
 	}
 	switch {
 	case len(found) == 0:
-		return "", &NotFoundError{Query: q}
+		near := Suggest(ctx, r.API, q)
+		log.Debug("target lookup found nothing", "target", q.String(), "took", took, "near", len(near))
+		return "", &NotFoundError{Query: q, Near: near}
 	case len(found) > 1:
+		log.Debug("target lookup found several", "target", q.String(), "took", took, "matches", len(found))
 		return "", &AmbiguousError{Query: q, Matches: found}
-	case found[0].PingStatus != PingOnline:
+	}
+	log.Debug("target lookup", "target", q.String(), "id", found[0].ID, "ping", found[0].PingStatus, "took", took)
+	if found[0].PingStatus != PingOnline {
 		return "", &NotOnlineError{Query: q, Instance: found[0]}
 	}
 	return found[0].ID, nil
 }
 
 // NotFoundError reports a name or tag that matches no managed node.
-type NotFoundError struct{ Query Query }
+type NotFoundError struct {
+	Query Query
+	// Near are nodes that almost match: the same tag in another case, a
+	// similar host name.
+	Near []Near
+}
 
 func (e *NotFoundError) Error() string {
 	if e.Query.ID != "" {

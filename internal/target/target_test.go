@@ -1,10 +1,14 @@
 package target
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -22,6 +26,10 @@ func TestParse(t *testing.T) {
 		{"i-0123456789abcdef0", Query{ID: "i-0123456789abcdef0"}, ""},
 		{"i-01234567", Query{ID: "i-01234567"}, ""},
 		{"mi-0123456789abcdef0", Query{ID: "mi-0123456789abcdef0"}, ""},
+		{"eks_c:prod-cluster_0123456789abcdef0", Query{ID: "eks_c:prod-cluster_0123456789abcdef0"}, ""},
+		{"eks_c:my_cluster_2_0123456789abcdef0", Query{ID: "eks_c:my_cluster_2_0123456789abcdef0"}, ""},
+		{"eks_c:prod-cluster", Query{}, "want eks_c:CLUSTER_ID"},
+		{"eks_c:-bad_0123456789abcdef0", Query{}, "want eks_c:CLUSTER_ID"},
 		{"ecs:cluster_task_runtime", Query{ID: "ecs:cluster_task_runtime"}, ""},
 		{"web-1", Query{TagKey: "Name", TagValue: "web-1"}, ""},
 		{"i-am-a-name", Query{TagKey: "Name", TagValue: "i-am-a-name"}, ""},
@@ -164,5 +172,98 @@ func TestLastPing(t *testing.T) {
 	}
 	if got, want := LastPing(now.Add(-90*time.Minute), now), "last ping 2026-01-02 13:34:05 UTC (1h30m0s ago)"; got != want {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// countingAPI counts the calls made through it.
+type countingAPI struct {
+	API
+	calls atomic.Int32
+}
+
+func (c *countingAPI) DescribeInstanceInformation(ctx context.Context, in *ssm.DescribeInstanceInformationInput, optFns ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
+	c.calls.Add(1)
+	return c.API.DescribeInstanceInformation(ctx, in, optFns...)
+}
+
+// TestSuggest: a name or tag that matches nothing comes back with the
+// nodes it almost matches, within the bound on calls.
+func TestSuggest(t *testing.T) {
+	// First, as the emulator's pages are small and Suggest reads only the
+	// first few.
+	insts := append([]ssmtest.Instance{
+		{ID: "i-0eeeeeeeeeeeeeee6", Name: "Bastion-eu", IPAddress: "10.0.1.7"},
+		{ID: "mi-0eeeeeeeeeeeeeee7", Name: "build-host", PlatformType: "Linux"},
+	}, ssmtest.DefaultInstances()...)
+	cases := []struct {
+		target string
+		want   []Near // Instance.ID, Why and Target only
+	}{
+		{"Web-1", []Near{{Instance: Instance{ID: "i-0123456789abcdef0"}, Why: "tag Name=web-1", Target: "web-1"}}},
+		{"bastion-EU", []Near{{Instance: Instance{ID: "i-0eeeeeeeeeeeeeee6"}, Why: "tag Name=Bastion-eu", Target: "Bastion-eu"}}},
+		{"tag:role=web", []Near{
+			{Instance: Instance{ID: "i-0123456789abcdef0"}, Why: "tag Role=web", Target: "tag:Role=web"},
+			{Instance: Instance{ID: "i-0123456789abcdef1"}, Why: "tag Role=web", Target: "tag:Role=web"}}},
+		{"tag:Role=Bastion", []Near{{Instance: Instance{ID: "i-0aaaaaaaaaaaaaaa2"}, Why: "tag Role=bastion", Target: "tag:Role=bastion"}}},
+		{"build-hots", []Near{{Instance: Instance{ID: "mi-0eeeeeeeeeeeeeee7"}, Why: "host name build-host", Target: "mi-0eeeeeeeeeeeeeee7"}}},
+		{"ip-10-0-1-7", []Near{{Instance: Instance{ID: "i-0eeeeeeeeeeeeeee6"}, Why: "host name ip-10-0-1-7", Target: "i-0eeeeeeeeeeeeeee6"}}},
+		{"tag:Team=none", nil},
+		{"zzz", nil},
+	}
+	for _, c := range cases {
+		t.Run(c.target, func(t *testing.T) {
+			api := &countingAPI{API: emulatorAPI(t, insts)}
+			_, err := Resolve(testCtx(t), api, c.target)
+			var nf *NotFoundError
+			if !errors.As(err, &nf) {
+				t.Fatalf("err = %v, want a NotFoundError", err)
+			}
+			var got []Near
+			for _, n := range nf.Near {
+				got = append(got, Near{Instance: Instance{ID: n.Instance.ID}, Why: n.Why, Target: n.Target})
+			}
+			if !slices.Equal(got, c.want) {
+				t.Errorf("Near = %+v\nwant %+v", got, c.want)
+			}
+			if n := api.calls.Load(); n > 1+maxSuggestCalls {
+				t.Errorf("%d calls, want at most %d", n, 1+maxSuggestCalls)
+			}
+		})
+	}
+}
+
+// TestSuggestBounded: an API that fails or hangs costs the suggestions,
+// not the lookup's error, and no more than the bound.
+func TestSuggestBounded(t *testing.T) {
+	api := &countingAPI{API: failingAPI{}}
+	if near := Suggest(testCtx(t), api, Query{TagKey: "Name", TagValue: "web"}); len(near) != 0 {
+		t.Errorf("near %v from a failing API", near)
+	}
+	if n := api.calls.Load(); n == 0 || n > maxSuggestCalls {
+		t.Errorf("%d calls", n)
+	}
+}
+
+type failingAPI struct{}
+
+func (failingAPI) DescribeInstanceInformation(context.Context, *ssm.DescribeInstanceInformationInput, ...func(*ssm.Options)) (*ssm.DescribeInstanceInformationOutput, error) {
+	return nil, errors.New("denied")
+}
+
+// TestResolverLogs: -v shows what a name resolved to and how long it took.
+func TestResolverLogs(t *testing.T) {
+	var buf bytes.Buffer
+	r := Resolver{API: emulatorAPI(t, nil), Logger: slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug}))}
+	if id, err := r.Resolve(testCtx(t), "web-1"); err != nil || id != "i-0123456789abcdef0" {
+		t.Fatalf("Resolve = %q, %v", id, err)
+	}
+	for _, w := range []string{`msg="target lookup"`, "target=web-1", "id=i-0123456789abcdef0", "took="} {
+		if !strings.Contains(buf.String(), w) {
+			t.Errorf("log lacks %q:\n%s", w, buf.String())
+		}
+	}
+	buf.Reset()
+	if _, err := r.Resolve(testCtx(t), "i-0123456789abcdef0"); err != nil || buf.Len() != 0 {
+		t.Errorf("an id: %v, logged %q", err, buf.String())
 	}
 }
