@@ -67,14 +67,14 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 	} else {
 		err = c.connect(ctx, o, used, port, log)
 	}
+	code := exitOK
 	if n := sig(); n != 0 {
-		return exitSignalsBase + n
+		code = exitSignalsBase + n
+	} else if err != nil {
+		code = exitCode(err)
+		reportError(c.stderr, err, o, used, code == exitError)
 	}
-	if err == nil {
-		return exitOK
-	}
-	code := exitCode(err)
-	reportError(c.stderr, err, o, used, code == exitError)
+	c.sessionEnded(ctx, used, err, code, log)
 	return code
 }
 
@@ -164,6 +164,7 @@ func (c *cli) connect(ctx context.Context, o options, u *used, port string, log 
 	if err != nil {
 		return err
 	}
+	c.sessionStarted(ctx, sess, sf.cfg, o.document)
 	in, out, restore := sessionStdio(c.stdin, c.stdout, log)
 	defer restore()
 	return sess.Run(ctx, in, out)

@@ -68,6 +68,7 @@ func (c *cli) doctor(ctx context.Context, args []string) int {
 	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
 	fs.StringVar(&sshConfig, "ssh-config", "", "")
 	fs.StringVar(&sshConfig, "F", "", "")
+	o.pushKeyFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -171,6 +172,14 @@ func (d *doctorRun) skip(check, reason string) bool {
 	return true
 }
 
+// optional is check when on is true, else a check that prints nothing.
+func (d *doctorRun) optional(on bool, check func(context.Context) bool) func(context.Context) bool {
+	if on {
+		return check
+	}
+	return func(context.Context) bool { return true }
+}
+
 // needsTarget runs a check that needs the node found, connected and with
 // an agent for SSH; without, it is skipped.
 func (d *doctorRun) needsTarget(check string, run func(context.Context) bool) func(context.Context) bool {
@@ -199,9 +208,9 @@ func (d *doctorRun) run(ctx context.Context) bool {
 		d.checkTarget,
 		d.checkPing,
 		d.checkAgent,
-		// Checks of optional features go here, each wrapped in
-		// d.needsTarget when it needs the node: EC2 Instance Connect's
-		// d.checkPushKey (pushkey.go), added with --push-key.
+		// Checks of optional features, each wrapped in d.needsTarget
+		// when it needs the node.
+		d.optional(d.o.pushKey.set, d.needsTarget("push-key", d.checkPushKey)), // pushkey.go
 		d.needsTarget("session", d.checkSession),
 	} {
 		check(ctx)

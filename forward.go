@@ -210,6 +210,7 @@ func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec
 	if err != nil {
 		return err
 	}
+	c.sessionStarted(ctx, sess, sf.cfg, sp.Document())
 	t, err := forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
 	if err != nil {
 		return err

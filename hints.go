@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/config"
@@ -150,8 +151,34 @@ func rawHints(err error, o options, u *used, doctor bool) []string {
 		he  *proxy.HandshakeError
 		pne config.SharedConfigProfileNotExistError
 		ae  smithy.APIError
+		pke *pushKeyError
+		she *proxy.StreamHostError
+		ue  *proxy.UpgradeError
+		rfe *proxy.RefusedError
+		pre *proxy.ProtocolError
+		le  *listenError
+		de  *dialError
 	)
 	switch {
+	case errors.As(err, &pke):
+		return pke.hints
+	case errors.As(err, &she):
+		return []string{"ssm-proxy signs for, and sends its session token to, AWS messages endpoints of the session's region and hosts you configure only; if this host is yours (a VPC endpoint name or proxy), set AWS_ENDPOINT_URL_SSMMESSAGES to it"}
+	case errors.As(err, &ue) && (ue.StatusCode == http.StatusForbidden || ue.StatusCode == http.StatusUnauthorized):
+		return []string{
+			"the data channel refused the signed websocket upgrade: your identity needs ssmmessages:OpenDataChannel (it comes with ssm:StartSession in AWS's policies), and the signature must be for the session's region with a correct clock",
+			fmt.Sprintf("`ssm-proxy doctor %s` checks the endpoints and credentials", u.target),
+		}
+	case errors.As(err, &ue) && ue.StatusCode == http.StatusNotFound:
+		return []string{"the data channel does not know the session (it may have moved or ended); reconnect"}
+	case errors.As(err, &rfe):
+		return []string{"the service no longer accepts this client: update ssm-proxy (" + version() + ")"}
+	case errors.As(err, &pre):
+		return []string{"the service sent something ssm-proxy cannot take; the session was ended. Retry; if it persists, report it with the -v output"}
+	case errors.As(err, &le):
+		return []string{"another program listens there: pick another LOCALPORT (0 picks a free one) or stop that program"}
+	case errors.As(err, &de):
+		return []string{fmt.Sprintf("the target could not connect to %s: check the host name and port, that it listens, and that security groups allow the target to reach it", de.dest)}
 	case errors.Is(err, errNoRegion):
 		return []string{"set --region, AWS_REGION, or region in the profile's section of ~/.aws/config"}
 	case errors.As(err, &cbe):

@@ -189,9 +189,11 @@ fix; nothing but session bytes goes to stdout.
 const doctorUsage = `Usage: ssm-proxy doctor [flags] TARGET [PORT]
 
 Checks, one line each on stdout, what a connection to PORT (default 22) on
-TARGET needs: credentials, region, registration with Systems Manager, ping
-status, agent version, a session, and the port's answer. A failed check is
-followed by hint lines naming the likely fix.
+TARGET needs: what ssh -G makes of TARGET, credentials, region, identity,
+the SSM and ssmmessages endpoints (DNS, TCP, TLS), registration with
+Systems Manager, ping status, agent version, EC2 Instance Connect (with
+--push-key), a session, and the port's answer. A failed check is followed
+by hint lines naming the likely fix; every check runs that still can.
 
 Flags (they go before TARGET):
     --profile NAME         AWS shared-config profile (default: $AWS_PROFILE)
@@ -199,10 +201,18 @@ Flags (they go before TARGET):
     --document NAME        session document (default AWS-StartSSHSession)
     --strip-prefix PREFIX, --strip-suffix SUFFIX
                            remove PREFIX or SUFFIX from TARGET
+    --ssh-config PATH, -F PATH
+                           the ssh_config ssh -G reads for TARGET (default:
+                           ssh's own)
+    --push-key[=PATH|ephemeral]
+                           also check that EC2 Instance Connect takes a key:
+                           pushes a throw-away key
+    --os-user USER         the OS user for --push-key
     -v, --verbose          diagnostics on stderr
     -h, --help             this help
 
-Exit status: 0 every check passed; 1 a check failed; 2 bad usage.
+Exit status: 0 every check passed (warnings, !, do not fail); 1 a check
+failed (✗); 2 bad usage.
 `
 
 const forwardUsage = `Usage: ssm-proxy forward [flags] TARGET [BIND:]LOCALPORT:[HOST:]PORT...
@@ -694,7 +704,13 @@ func withSignals(ctx context.Context) (context.Context, func() int) {
 func exitCode(err error) int {
 	var re *proxy.RemoteError
 	var le *proxy.ResumeError
+	var pke *pushKeyError
+	var de *dialError
 	switch {
+	case errors.As(err, &pke):
+		return pke.code
+	case errors.As(err, &de):
+		return exitRemote
 	case errors.Is(err, proxy.ErrIdleTimeout):
 		return exitIdle
 	case errors.As(err, &re):

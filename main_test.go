@@ -227,7 +227,7 @@ func TestHelp(t *testing.T) {
 // every flag its help names is defined; the flag sets are the commands'
 // own, caught the way completion catches them.
 func TestFlagsMatchUsage(t *testing.T) {
-	flagRE := regexp.MustCompile(`(?:^|[\s,\[(])(--?[a-z][a-z0-9-]*)`)
+	flagRE := regexp.MustCompile(`(?:^|[\s,\[(])(--?[a-z][a-z0-9-]*)|(?:^\s+|,\s)(-[A-Z])\b`)
 	c := &cli{}
 	for _, cmd := range append([]command{proxyCommandEntry()}, commands()...) {
 		if cmd.hidden {
@@ -249,7 +249,7 @@ func TestFlagsMatchUsage(t *testing.T) {
 				}
 				l = regexp.MustCompile("ssm-proxy --?[a-z-]+").ReplaceAllString(l, "")
 				for _, m := range flagRE.FindAllStringSubmatch(l, -1) {
-					documented[strings.TrimLeft(m[1], "-")] = true
+					documented[strings.TrimLeft(m[1]+m[2], "-")] = true
 				}
 			}
 			delete(documented, "h")

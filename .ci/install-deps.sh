@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages the end-to-end tests need (see internal/testenv):
 # a real OpenSSH server and client, rsync, socat, PostgreSQL and curl (the
-# test sshd's AuthorizedKeysCommand fetches EC2 Instance Connect keys).
+# test sshd's AuthorizedKeysCommand fetches EC2 Instance Connect keys), and zip
+# for the Windows release archives.
 #
 # Usage (as root on Debian 12 / bookworm):  .ci/install-deps.sh [--force]
 # apt is skipped when every required binary is already present, unless --force.
@@ -9,7 +10,7 @@
 # PostgreSQL "main" cluster on :5432); the tests start their own on 127.0.0.1.
 set -euo pipefail
 
-PKGS=(openssh-server openssh-client rsync socat postgresql curl)
+PKGS=(openssh-server openssh-client rsync socat postgresql curl zip)
 
 force=0
 case "${1:-}" in
@@ -35,7 +36,7 @@ check() {
 }
 check_all() {
 	missing=()
-	check /usr/sbin/sshd ssh scp ssh-keygen ssh-agent rsync socat psql curl
+	check /usr/sbin/sshd ssh scp ssh-keygen ssh-agent rsync socat psql curl zip
 	# Debian keeps the server binaries off $PATH.
 	if ! command -v initdb >/dev/null 2>&1 &&
 		! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null; then

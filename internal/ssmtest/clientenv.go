@@ -33,6 +33,8 @@ func ClientEnv(tb testing.TB, endpoint string) []string {
 		"AWS_REGION="+DefaultRegion,
 		"AWS_ENDPOINT_URL_SSM="+endpoint,
 		"AWS_ENDPOINT_URL_EC2_INSTANCE_CONNECT="+endpoint,
+		// No test writes the machine's real session log.
+		"SSM_PROXY_SESSION_LOG=off",
 		"AWS_EC2_METADATA_DISABLED=true",
 		"AWS_CONFIG_FILE="+empty,
 		"AWS_SHARED_CREDENTIALS_FILE="+empty,
