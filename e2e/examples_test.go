@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,7 +23,7 @@ import (
 func exampleConfig(t *testing.T, sshd *testenv.SSHD, blocks string) string {
 	t.Helper()
 	client := sshd.ClientWith(t, testenv.ClientOptions{
-		HostPatterns: []string{"i-*", "mi-*", "*.ssm", "prod-*", "tag:*"},
+		HostPatterns: []string{"i-*", "mi-*", "*.ssm", "prod-*", "tag:*", "db-host"},
 	})
 	var b strings.Builder
 	sc := bufio.NewScanner(strings.NewReader(blocks))
@@ -71,6 +73,17 @@ func TestExampleSSHConfig(t *testing.T) {
 			{ID: "mi-0123456789abcdef0", Name: "onprem-1", Addr: sshd.Addr},
 			{ID: "i-0eeeeeeeeeeeeeee5", Name: "web-2", Addr: sshd.Addr},
 		},
+		// 8: db-host, behind the bastion, resolved by it; the bastion's
+		// agent reaches it (the test sshd) on port 22.
+		Forwarding: ssmtest.ForwardingOptions{
+			Hosts: map[string][]string{"db-host": {"10.0.1.23"}},
+			Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+				if addr == "10.0.1.23:22" {
+					addr = sshd.Addr
+				}
+				return (&net.Dialer{}).DialContext(ctx, network, addr)
+			},
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -89,6 +102,7 @@ func TestExampleSSHConfig(t *testing.T) {
 		"prod-web-2",           // 3: prefix, profile and region pinned
 		"prod-i-0eeeeeeeeeeeeeee5",
 		"db-bastion", // 4: HostName tag:Role=bastion
+		"db-host",    // 8: --to through the bastion
 	} {
 		t.Run(host, func(t *testing.T) {
 			if out := sshWith(t, config, env, host, "echo ok"); out != "ok\n" {
@@ -96,7 +110,7 @@ func TestExampleSSHConfig(t *testing.T) {
 			}
 		})
 	}
-	if st := emu.Stats(); st.SessionsStarted != 6 || st.Active != 0 {
+	if st := emu.Stats(); st.SessionsStarted != 7 || st.Active != 0 {
 		t.Errorf("sessions started %d, active %d", st.SessionsStarted, st.Active)
 	}
 }

@@ -41,6 +41,8 @@ func TestSSHConfig(t *testing.T) {
 		{"db-bastion", "HostName", "tag:Role=bastion"},
 		{"db-bastion", "ProxyCommand", "ssm-proxy %h %p"},
 		{"db-bastion", "ServerAliveInterval", "30"},
+		{"web-keyless", "ProxyCommand", "ssm-proxy --push-key --os-user %r %h %p"},
+		{"db-host", "ProxyCommand", "ssm-proxy --to %h:%p tag:Role=bastion"},
 		{"github.com", "ProxyCommand", ""},
 	}
 	for _, c := range cases {
@@ -127,6 +129,21 @@ func TestIAMPolicies(t *testing.T) {
 				t.Errorf("%s does not allow %s on %s", path, c.action, c.resource)
 			}
 		}
+	}
+	pf := readPolicy(t, "iam/port-forwarding-policy.json")
+	for _, c := range []struct{ action, resource string }{
+		{"ssm:StartSession", `^arn:aws:ec2:\*:\*:instance/\*$`},
+		{"ssm:StartSession", `^arn:aws:ssm:\*::document/AWS-StartPortForwardingSession$`},
+		{"ssm:StartSession", `^arn:aws:ssm:\*::document/AWS-StartPortForwardingSessionToRemoteHost$`},
+		{"ssm:TerminateSession", `^arn:aws:ssm:\*:\*:session/\$\{aws:userid\}-\*$`},
+		{"ssmmessages:OpenDataChannel", `^arn:aws:ssm:\*:\*:session/\$\{aws:userid\}-\*$`},
+	} {
+		if !pf.allows(c.action, regexp.MustCompile(c.resource)) {
+			t.Errorf("port-forwarding-policy.json does not allow %s on %s", c.action, c.resource)
+		}
+	}
+	if pf.allows("ssm:StartSession", regexp.MustCompile(`AWS-StartSSHSession`)) {
+		t.Error("port-forwarding-policy.json allows SSH sessions too")
 	}
 	trust := readPolicy(t, "iam/instance-trust-policy.json")
 	if s := trust.Statement[0]; s.Principal["Service"] != "ec2.amazonaws.com" || !slices.Contains(s.Action, "sts:AssumeRole") {

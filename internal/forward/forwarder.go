@@ -52,8 +52,7 @@ func Restartable(err error) bool {
 func (f *Forwarder) Serve(ctx context.Context) error {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	t, err := f.startTunnel(ctx, cancel)
-	if err != nil {
+	if _, err := f.startTunnel(ctx, cancel); err != nil {
 		f.Listener.Close()
 		return err
 	}
@@ -77,7 +76,7 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 	}
 	cancel(nil)
 	f.mu.Lock()
-	t = f.tunnel
+	t := f.tunnel
 	f.tunnel = nil
 	f.mu.Unlock()
 	if t != nil {
