@@ -212,39 +212,6 @@ func TestIdentitySources(t *testing.T) {
 	}
 }
 
-// TestMFA: the code is asked for through the prompt (the terminal in real
-// use), once; the next connection uses the cached role credentials.
-func TestMFA(t *testing.T) {
-	emu := identityEnv(t)
-	var asked int
-	c := &cli{prompt: func(serial string) (string, error) {
-		asked++
-		if serial != "arn:aws:iam::123456789012:mfa/alice" {
-			t.Errorf("asked for %q", serial)
-		}
-		return ssmtest.MFATokenCode, nil
-	}}
-	for i := range 2 {
-		code, stdout, stderr := runWith(t, c, "", "--profile", "mfa", "i-0123456789abcdef0", "22")
-		if code != exitOK || stdout != sshBanner {
-			t.Fatalf("run %d: exit %d, stdout %q, stderr:\n%s", i, code, stdout, stderr)
-		}
-	}
-	if asked != 1 {
-		t.Errorf("asked %d times for the MFA code, want 1", asked)
-	}
-	if st := emu.Stats(); st.SessionsStarted != 2 {
-		t.Errorf("sessions started %d", st.SessionsStarted)
-	}
-	entries, _ := filepath.Glob(filepath.Join(os.Getenv("XDG_CACHE_HOME"), "ssm-proxy", "*.json"))
-	if len(entries) != 1 {
-		t.Fatalf("cache files %v", entries)
-	}
-	if fi, err := os.Stat(entries[0]); err != nil || fi.Mode().Perm() != 0o600 {
-		t.Errorf("cache file mode %v %v", fi.Mode(), err)
-	}
-}
-
 // TestCredentialErrors: each way of not getting credentials is one error
 // line, a hint that names the fix, exit 1, nothing on stdout and no
 // session started.

@@ -44,6 +44,9 @@ func setAWSEnv(t *testing.T, endpoint string) {
 	t.Setenv("AWS_SHARED_CREDENTIALS_FILE", empty)
 	t.Setenv("HOME", dir)
 	t.Setenv("XDG_CACHE_HOME", filepath.Join(dir, "cache"))
+	// Tests of other things write no session log; sessionlog_test.go
+	// turns it on where it is the subject.
+	t.Setenv(sessionLogEnv, "off")
 }
 
 // setEnv sets the variables in env; an empty value unsets one.

@@ -81,6 +81,7 @@ func TestSessionLog(t *testing.T) {
 	defer emu.Close()
 	front := newAPIFront(t, emu, nil)
 	setAWSEnv(t, front.URL)
+	t.Setenv(sessionLogEnv, "")
 	path, err := sessionlog.DefaultPath()
 	if err != nil || !strings.HasPrefix(path, os.Getenv("HOME")) {
 		t.Fatalf("log path %q %v", path, err) // the test's HOME, never the user's

@@ -19,8 +19,11 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
-// proxyBin is the ssm-proxy binary built once for the whole package.
-var proxyBin string
+// proxyBin is the ssm-proxy binary built once for the whole package;
+// rusageBin is bench/cmd/rusage-exec, which reports a child's peak RSS
+// (measured from this test process, a child's peak would include the
+// parent's memory it shared until exec).
+var proxyBin, rusageBin string
 
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "ssm-proxy-e2e-")
@@ -29,11 +32,14 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	proxyBin = filepath.Join(dir, "ssm-proxy")
-	build := exec.Command("go", "build", "-o", proxyBin, "..")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ssm-proxy:", err)
-		os.Exit(1)
+	rusageBin = filepath.Join(dir, "rusage-exec")
+	for bin, pkg := range map[string]string{proxyBin: "..", rusageBin: "../bench/cmd/rusage-exec"} {
+		build := exec.Command("go", "build", "-o", bin, pkg)
+		build.Stdout, build.Stderr = os.Stderr, os.Stderr
+		if err := build.Run(); err != nil {
+			fmt.Fprintln(os.Stderr, "build", pkg+":", err)
+			os.Exit(1)
+		}
 	}
 	code := m.Run()
 	os.RemoveAll(dir)

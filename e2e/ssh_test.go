@@ -197,9 +197,13 @@ func TestPacedTransfer(t *testing.T) {
 // would fail on anything else on the ProxyCommand's stdout, and the remote
 // output must be exactly what the command printed.
 func TestVerboseKeepsStdoutClean(t *testing.T) {
-	h := newHarness(t, harnessOptions{proxyFlags: []string{"-v"}})
+	const sessionToken = "IQoJb3JpZ2luX2VjE-e2e-session-token-value"
+	h := newHarness(t, harnessOptions{proxyFlags: []string{"-v"}, emu: ssmtest.Options{ByeEvery: 400 * time.Millisecond}})
+	h.env = append(h.env, "AWS_SESSION_TOKEN="+sessionToken)
 	ctx := testCtx(t, time.Minute)
-	c := h.ssh(ctx, instance, "printf 'a\\nb'")
+	// The remote command outlives a few Byes, so that -v also shows
+	// every resume phase: ResumeSession, new tokens, signed upgrades.
+	c := h.ssh(ctx, instance, "sleep 1.5; printf 'a\\nb'")
 	var stderr strings.Builder
 	c.Stderr = &stderr
 	out, err := c.Output()
@@ -209,13 +213,22 @@ func TestVerboseKeepsStdoutClean(t *testing.T) {
 	if string(out) != "a\nb" {
 		t.Fatalf("stdout = %q", out)
 	}
-	if !strings.Contains(stderr.String(), "session started") {
-		t.Errorf("-v printed no diagnostics on stderr:\n%s", stderr.String())
-	}
-	for _, secret := range []string{ssmtest.SecretAccessKey, "TokenValue", "X-Amz-Signature", "Signature="} {
-		if strings.Contains(stderr.String(), secret) {
-			t.Errorf("stderr contains %q", secret)
+	for _, phase := range []string{"session started", "handshake complete", "websocket lost", "resumed"} {
+		if !strings.Contains(stderr.String(), phase) {
+			t.Errorf("-v printed nothing about %q:\n%s", phase, stderr.String())
 		}
 	}
-	h.checkEnded(1)
+	st := h.checkEnded(1)
+	if st.Resumes < 2 {
+		t.Fatalf("%d resumes: the test did not cover the resume phase", st.Resumes)
+	}
+	secrets := append(h.emu.Secrets(), ssmtest.SecretAccessKey, sessionToken)
+	if len(secrets) < 2+2*int(st.Resumes) {
+		t.Fatalf("only %d secrets recorded", len(secrets))
+	}
+	for _, secret := range secrets {
+		if strings.Contains(stderr.String(), secret) {
+			t.Errorf("stderr contains a secret value %.12s…", secret)
+		}
+	}
 }

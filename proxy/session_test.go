@@ -208,10 +208,10 @@ func TestSessionFaults(t *testing.T) {
 		o     ssmtest.Options
 		fired func(emu ssmtest.Stats, sess proxy.Stats) bool
 	}{
-		{"bye", ssmtest.Options{ByeEvery: 400 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
+		{"bye", ssmtest.Options{ByeEvery: 100 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
 			return e.Byes > 0 && s.Resumes > 0
 		}},
-		{"cell moves", ssmtest.Options{ByeEvery: 400 * time.Millisecond, MoveCellOnResume: true}, func(e ssmtest.Stats, s proxy.Stats) bool {
+		{"cell moves", ssmtest.Options{ByeEvery: 100 * time.Millisecond, MoveCellOnResume: true}, func(e ssmtest.Stats, s proxy.Stats) bool {
 			return e.CellMoves > 0 && e.StaleURLRefusals == 0 && int64(s.Resumes) == e.CellMoves
 		}},
 		{"drop", ssmtest.Options{DropEveryBytes: 900 << 10}, func(e ssmtest.Stats, s proxy.Stats) bool {

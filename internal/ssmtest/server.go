@@ -290,6 +290,7 @@ type Server struct {
 	buckets  map[string]*tokenBucket
 	opens    int // OpenDataChannels accepted so far (CloseOnOpen.Opens)
 	closed   bool
+	secrets  []string // tokens issued, signatures and session tokens seen (Secrets)
 	wg       sync.WaitGroup // session goroutines
 }
 
@@ -519,5 +520,21 @@ func (w logWriter) Write(p []byte) (int, error) {
 func (s *Server) logf(format string, args ...any) {
 	if s.opts.Logf != nil {
 		s.opts.Logf(format, args...)
+	}
+}
+
+// Secrets returns every data-channel token the emulator issued and every
+// SigV4 signature and session token it received, so that a test can check
+// that a client never printed one.
+func (s *Server) Secrets() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]string(nil), s.secrets...)
+}
+
+// rememberSecretLocked records a value for Secrets.
+func (s *Server) rememberSecretLocked(v string) {
+	if v != "" {
+		s.secrets = append(s.secrets, v)
 	}
 }

@@ -157,6 +157,7 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 		lastClientData: now,
 	}
 	ss.token = ss.firstToken
+	s.rememberSecretLocked(ss.firstToken)
 	ss.cell, ss.url = cell, ss.streamURL
 	ss.agent.init()
 	s.sessions[id] = ss
@@ -275,6 +276,7 @@ func (ss *session) resumeSession() (token, streamURL string) {
 	srv := ss.srv
 	srv.mu.Lock()
 	ss.token = newToken(srv.rng)
+	srv.rememberSecretLocked(ss.token)
 	srv.stats.Resumes++
 	moved := srv.opts.MoveCellOnResume
 	if moved {

@@ -110,6 +110,12 @@ func (sig *sigClaim) scope() string {
 // redacted; the error itself carries it unredacted, as AWS's does.
 func (s *Server) verifySigV4(r *http.Request, service string, body []byte) error {
 	refuse := s.opts.RefuseSignatures && service != "ssmmessages"
+	if sig, err := parseSignature(r); err == nil {
+		s.mu.Lock()
+		s.rememberSecretLocked(sig.signature)
+		s.rememberSecretLocked(sig.token)
+		s.mu.Unlock()
+	}
 	canonical, err := verifySignature(r, body, s.opts.Region, service, time.Now(), refuse)
 	if canonical != "" {
 		s.add(func(st *Stats) { st.SignatureMismatches++ })

@@ -26,11 +26,12 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ssm-proxy/ssm-proxy/protocol"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
 // clientVersion is what the null client tells the agent (§6.2); any version
 // with the features a port session needs.
-const clientVersion = "1.2.677.0"
+const clientVersion = proxy.DefaultClientVersion
 
 // Session is one session of the null client. Send may be called from one
 // goroutine while Receive or Proxy runs in another.
