@@ -290,7 +290,7 @@ type Server struct {
 	buckets  map[string]*tokenBucket
 	opens    int // OpenDataChannels accepted so far (CloseOnOpen.Opens)
 	closed   bool
-	secrets  []string // tokens issued, signatures and session tokens seen (Secrets)
+	secrets  []string       // tokens issued, signatures and session tokens seen (Secrets)
 	wg       sync.WaitGroup // session goroutines
 }
 
