@@ -95,6 +95,9 @@ func TestResumeUnderFaults(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(strings.ReplaceAll(c.name, " ", "_"), func(t *testing.T) {
+			if testing.Short() && c.name != "everything" {
+				t.Skip("-short: only the case with every fault at once")
+			}
 			c.emu.Seed = 42
 			c.emu.MoveCellOnResume = true
 			h := newHarness(t, harnessOptions{emu: c.emu, proxyFlags: fastDetect})

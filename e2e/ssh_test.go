@@ -135,7 +135,10 @@ func TestTunnelPostgres(t *testing.T) {
 // TestConcurrentConnections runs 20 ssh sessions at once, each echoing its
 // own random data back.
 func TestConcurrentConnections(t *testing.T) {
-	const n = 20
+	n := 20
+	if testing.Short() {
+		n = 5
+	}
 	h := newHarness(t, harnessOptions{})
 	dir := t.TempDir()
 	ctx := testCtx(t, 3*time.Minute)
@@ -170,12 +173,15 @@ func TestConcurrentConnections(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	h.checkEnded(n)
+	h.checkEnded(int64(n))
 }
 
 // TestPacedTransfer: with the real agent's pacing (1 KiB + 1 ms, §5.6) a
 // smaller transfer still arrives intact both ways.
 func TestPacedTransfer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: the paced transfer takes a while by design")
+	}
 	h := newHarness(t, harnessOptions{emu: ssmtest.Options{Pacing: true}})
 	dir := t.TempDir()
 	src := filepath.Join(dir, "src.bin")
