@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"cmp"
 	"strconv"
 	"strings"
 )
@@ -49,7 +50,7 @@ func CompareAgentVersions(a, b string) int {
 		y, erry := strconv.ParseUint(bs[i], 10, 64)
 		var c int
 		if errx == nil && erry == nil {
-			c = cmpUint(x, y)
+			c = cmp.Compare(x, y)
 		} else {
 			c = strings.Compare(as[i], bs[i])
 		}
@@ -57,7 +58,7 @@ func CompareAgentVersions(a, b string) int {
 			return c
 		}
 	}
-	return cmpInt(len(as), len(bs))
+	return cmp.Compare(len(as), len(bs))
 }
 
 // PluginVersionGreater reports whether a > b under the official client's
@@ -80,15 +81,3 @@ func PluginVersionGreater(a, b string) bool {
 	}
 	return false
 }
-
-func cmpUint(x, y uint64) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
-}
-
-func cmpInt(x, y int) int { return cmpUint(uint64(x), uint64(y)) }

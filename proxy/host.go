@@ -89,13 +89,17 @@ var (
 	vpcePattern   = regexp.MustCompile(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
 )
 
-// scrubURL shows raw without its query, which may carry credentials.
+// scrubURL shows raw's scheme and host only: its path names the session
+// and its query may carry credentials.
 func scrubURL(raw string) string {
-	if i := strings.IndexAny(raw, "?#"); i >= 0 {
+	if u, err := url.Parse(raw); err == nil && u.Scheme != "" {
+		return fmt.Sprintf("%q", u.Scheme+"://"+u.Host)
+	}
+	if i := strings.IndexAny(raw, "/?#"); i >= 0 {
 		raw = raw[:i]
 	}
-	if len(raw) > 100 {
-		raw = raw[:100] + "…"
+	if len(raw) > 60 {
+		raw = raw[:60] + "…"
 	}
 	return fmt.Sprintf("%q", raw)
 }

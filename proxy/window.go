@@ -1,7 +1,8 @@
 package proxy
 
 import (
-	"sort"
+	"cmp"
+	"slices"
 	"time"
 )
 
@@ -26,8 +27,8 @@ func (w *window) push(m *outMsg) { w.msgs = append(w.msgs, m) }
 
 // remove deletes the message with seq and returns it, or nil.
 func (w *window) remove(seq int64) *outMsg {
-	i := sort.Search(len(w.msgs), func(i int) bool { return w.msgs[i].seq >= seq })
-	if i == len(w.msgs) || w.msgs[i].seq != seq {
+	i, found := slices.BinarySearchFunc(w.msgs, seq, func(m *outMsg, seq int64) int { return cmp.Compare(m.seq, seq) })
+	if !found {
 		return nil
 	}
 	m := w.msgs[i]
