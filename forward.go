@@ -30,6 +30,7 @@ func (c *cli) forward(ctx context.Context, args []string) int {
 	fs := c.newFlagSet("ssm-proxy forward")
 	o.flags(fs)
 	o.sessionFlags(fs)
+	c.sessionLogFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return code
 	}
@@ -86,7 +87,8 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	var wg sync.WaitGroup
+	var wg, logged sync.WaitGroup
+	defer logged.Wait() // every session's line is in the session log before exit
 	for i, sp := range specs {
 		local := lns[i].Addr().(*net.TCPAddr)
 		sp.LocalPort = local.Port
@@ -95,7 +97,7 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 			Listener: lns[i],
 			Log:      log,
 			Start: func(ctx context.Context) (*forward.Tunnel, error) {
-				return c.startTunnel(ctx, sf, u, sp, log)
+				return c.startTunnel(ctx, sf, u, sp, log, &logged)
 			},
 		}
 		first := true
@@ -126,8 +128,9 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 }
 
 // startTunnel starts one port-forwarding session for sp and its smux
-// client.
-func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp forward.Spec, log *slog.Logger) (*forward.Tunnel, error) {
+// client; when the session ends its line goes to the session log (logged
+// counts the lines still to write).
+func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp forward.Spec, log *slog.Logger, logged *sync.WaitGroup) (*forward.Tunnel, error) {
 	handshake := make(chan string, 1)
 	sess, err := sf.start(ctx, u, proxy.StartInput{
 		Document:   sp.Document(),
@@ -149,7 +152,28 @@ func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp f
 	if err != nil {
 		return nil, err
 	}
-	return forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+	ls := loggedSession{sess: sess, document: sp.Document(), cfg: sf.cfg, start: c.clock()}
+	t, err := forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+	logged.Add(1)
+	go func() {
+		defer logged.Done()
+		var runErr error
+		if t != nil {
+			<-t.Done()
+			runErr = t.Err()
+		} else {
+			runErr = err // Run has returned: the tunnel never came up
+		}
+		code := exitOK
+		switch {
+		case errors.Is(runErr, context.Canceled):
+			runErr, code = nil, exitSignalsBase // ended by Ctrl-C/SIGTERM, or with the command
+		case runErr != nil:
+			code = exitCode(runErr)
+		}
+		c.logSession(context.WithoutCancel(ctx), u, ls, runErr, code, log)
+	}()
+	return t, err
 }
 
 // listenError reports a local address that cannot be listened on.

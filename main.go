@@ -236,6 +236,9 @@ Flags (they go before TARGET):
     --ping-interval DUR    websocket keep-alive ping interval (default 15s)
     --dead-peer-timeout DUR  treat the connection as lost when nothing has
                            arrived for this long (default 40s)
+    --session-log PATH|off where to append each session's line of the local
+                           session log, or off (default: $SSM_PROXY_SESSION_LOG,
+                           else the user state directory)
     -v, --verbose          diagnostics on stderr
     -h, --help             this help
 

@@ -87,6 +87,20 @@ func (c *cli) sessionEnded(ctx context.Context, u *used, err error, code int, lo
 		return
 	}
 	defer func() { st.sess = nil }() // one line per session
+	c.logSession(ctx, u, loggedSession{sess: st.sess, document: st.document, cfg: st.cfg, start: st.start}, err, code, log)
+}
+
+// loggedSession is one session for the session log.
+type loggedSession struct {
+	sess     *proxy.Session
+	document string
+	cfg      aws.Config
+	start    time.Time
+}
+
+// logSession appends ls's line to the session log; ls.sess must have
+// ended (its Stats are final). forward calls it for each of its sessions.
+func (c *cli) logSession(ctx context.Context, u *used, ls loggedSession, err error, code int, log *slog.Logger) {
 	path, on, perr := c.sessionLogPath()
 	if !on {
 		return
@@ -95,16 +109,16 @@ func (c *cli) sessionEnded(ctx context.Context, u *used, err error, code int, lo
 		log.Warn("session log not written; "+sessionLogEnv+"=off turns it off", "err", perr)
 		return
 	}
-	stats := st.sess.Stats()
+	stats := ls.sess.Stats()
 	e := sessionlog.Entry{
-		Time:      st.start.UTC(),
-		Duration:  c.clock().Sub(st.start).Round(time.Millisecond).Seconds(),
+		Time:      ls.start.UTC(),
+		Duration:  c.clock().Sub(ls.start).Round(time.Millisecond).Seconds(),
 		Profile:   u.aws.Profile,
-		Region:    st.cfg.Region,
+		Region:    ls.cfg.Region,
 		Target:    u.target,
 		TargetID:  u.id,
-		SessionID: st.sess.ID(),
-		Document:  st.document,
+		SessionID: ls.sess.ID(),
+		Document:  ls.document,
 		BytesUp:   stats.BytesUp,
 		BytesDown: stats.BytesDown,
 		Resumes:   stats.Resumes,
@@ -120,7 +134,7 @@ func (c *cli) sessionEnded(ctx context.Context, u *used, err error, code int, lo
 		log.Warn("session log not written; "+sessionLogEnv+"=off turns it off", "err", err)
 		return
 	}
-	log.Debug("session logged", "file", path)
+	log.Debug("session logged", "file", path, "session", ls.sess.ID())
 }
 
 // sessionLogPath is where the session log goes: --session-log, else

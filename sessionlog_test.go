@@ -17,10 +17,10 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
-// loggedSession runs one session the way connect and proxyCommand do
+// runLoggedSession runs one session the way connect and proxyCommand do
 // with the session log hooks: sessionStarted after sf.start, sessionEnded
 // with the exit status. It returns the session's id.
-func loggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endErr error) string {
+func runLoggedSession(t *testing.T, c *cli, o options, u *used, stdin string, endErr error) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -87,7 +87,7 @@ func TestSessionLog(t *testing.T) {
 		t.Fatalf("log path %q %v", path, err) // the test's HOME, never the user's
 	}
 	o := options{document: "AWS-StartSSHSession"}
-	id := loggedSession(t, &cli{}, o, &used{target: "web-1", id: "i-0123456789abcdef0"}, "ping\n", nil)
+	id := runLoggedSession(t, &cli{}, o, &used{target: "web-1", id: "i-0123456789abcdef0"}, "ping\n", nil)
 
 	es := logEntries(t, path)
 	if len(es) != 1 {
@@ -114,7 +114,7 @@ func TestSessionLog(t *testing.T) {
 
 	// The identity is cached per access key: the next session asks STS
 	// nothing.
-	loggedSession(t, &cli{}, o, &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}, "", nil)
+	runLoggedSession(t, &cli{}, o, &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}, "", nil)
 	if n := front.count("GetCallerIdentity"); n != 1 {
 		t.Errorf("%d GetCallerIdentity calls after a second session, want 1", n)
 	}
@@ -132,7 +132,7 @@ func TestSessionLogEnds(t *testing.T) {
 	c.sessionLog.flag = path
 	o := options{document: "AWS-StartSSHSession"}
 	u := &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}
-	loggedSession(t, c, o, u, "", nil)
+	runLoggedSession(t, c, o, u, "", nil)
 	c.sessionEnded(context.Background(), u, nil, exitOK, slog.New(slog.DiscardHandler)) // no second line
 	if es := logEntries(t, path); len(es) != 1 {
 		t.Fatalf("%d entries for one session", len(es))
@@ -140,7 +140,7 @@ func TestSessionLogEnds(t *testing.T) {
 	const token = "FwoGZXIvYXdzEJrsessiontokensecret"
 	c = &cli{}
 	c.sessionLog.flag = path
-	loggedSession(t, c, o, &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}, "",
+	runLoggedSession(t, c, o, &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}, "",
 		errors.New("ssm ResumeSession: InvalidSignatureException: x-amz-security-token:"+token))
 	es := logEntries(t, path)
 	if len(es) != 2 {
@@ -173,11 +173,11 @@ func TestSessionLogOff(t *testing.T) {
 	u := &used{target: "i-0123456789abcdef0", id: "i-0123456789abcdef0"}
 
 	t.Setenv(sessionLogEnv, "off")
-	loggedSession(t, &cli{}, o, u, "", nil)
+	runLoggedSession(t, &cli{}, o, u, "", nil)
 	c := &cli{}
 	c.sessionLog.flag = "off"
 	t.Setenv(sessionLogEnv, "")
-	loggedSession(t, c, o, u, "", nil)
+	runLoggedSession(t, c, o, u, "", nil)
 	if _, err := os.Stat(path); err == nil {
 		t.Fatalf("%s written while off", path)
 	}
@@ -185,7 +185,7 @@ func TestSessionLogOff(t *testing.T) {
 	moved := filepath.Join(t.TempDir(), "elsewhere.jsonl")
 	t.Setenv(sessionLogEnv, moved)
 	t.Setenv("AWS_ENDPOINT_URL_STS", "")
-	loggedSession(t, &cli{}, o, u, "", nil)
+	runLoggedSession(t, &cli{}, o, u, "", nil)
 	if es := logEntries(t, moved); len(es) != 1 || es[0].IdentityARN != "" {
 		t.Errorf("entries %+v", es)
 	}

@@ -13,12 +13,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand"
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -47,6 +49,13 @@ func startForward(t *testing.T, emu *ssmtest.Server, specs int, args ...string) 
 	t.Helper()
 	cmd := exec.Command(proxyBin, append([]string{"forward"}, args...)...)
 	cmd.Env = ssmtest.ClientEnv(t, emu.Endpoint())
+	return startForwardCmd(t, cmd, specs)
+}
+
+// startForwardCmd starts cmd, an `ssm-proxy forward`, and waits for one
+// ready line per spec.
+func startForwardCmd(t *testing.T, cmd *exec.Cmd, specs int) *forwardCmd {
+	t.Helper()
 	f := &forwardCmd{cmd: cmd, stderr: &syncBuffer{}, done: make(chan struct{}), dests: map[string]string{}}
 	pr, pw := io.Pipe()
 	cmd.Stderr = io.MultiWriter(f.stderr, pw)
@@ -439,4 +448,52 @@ func TestForwardIdleRestart(t *testing.T) {
 	}
 	f.stop(t)
 	waitIdle(t, emu)
+}
+
+// TestForwardSessionLog: every session forward opens gets its line in the
+// local session log — replacements after an idle timeout included — with
+// the port-forwarding document and the bytes it carried.
+func TestForwardSessionLog(t *testing.T) {
+	echo := startEchoServer(t)
+	_, echoPort, _ := net.SplitHostPort(echo.addr)
+	emu := startEmu(t, ssmtest.Options{Forwarding: ssmtest.ForwardingOptions{Hosts: map[string][]string{"db.internal": {"127.0.0.1"}}}})
+	logPath := filepath.Join(t.TempDir(), "sessions.jsonl")
+	cmd := exec.Command(proxyBin, "forward", "db-bastion", "0:db.internal:"+echoPort, "0:"+echoPort)
+	cmd.Env = append(ssmtest.ClientEnv(t, emu.Endpoint()), "SSM_PROXY_SESSION_LOG="+logPath)
+	f := startForwardCmd(t, cmd, 2)
+	for _, a := range f.addrs {
+		if _, err := echoThrough(a, 1, 16<<10, 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if code := f.stop(t); code != 130 {
+		t.Errorf("exit %d", code)
+	}
+	data, err := os.ReadFile(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("%d session-log lines for 2 sessions:\n%s", len(lines), data)
+	}
+	docs := map[string]bool{}
+	for _, l := range lines {
+		var e struct {
+			Document  string `json:"document"`
+			SessionID string `json:"session_id"`
+			BytesUp   int64  `json:"bytes_up"`
+			Ended     string `json:"ended"`
+		}
+		if err := json.Unmarshal([]byte(l), &e); err != nil {
+			t.Fatalf("%v: %s", err, l)
+		}
+		docs[e.Document] = true
+		if e.SessionID == "" || e.BytesUp < 16<<10 || e.Ended != "signal" { // smux framing included
+			t.Errorf("entry %s", l)
+		}
+	}
+	if !docs["AWS-StartPortForwardingSession"] || !docs["AWS-StartPortForwardingSessionToRemoteHost"] {
+		t.Errorf("documents %v", docs)
+	}
 }
