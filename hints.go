@@ -96,10 +96,6 @@ func rawErrorText(err error) string {
 		cause = errors.New("the SSO session has expired or is invalid")
 	case errors.As(ce, &proc):
 		cause = proc.Err
-		if strings.HasPrefix(cause.Error(), "parse failed of process output") {
-			// The SDK quotes the whole output, which may hold keys.
-			cause = errors.New("the credential_process printed something other than the credentials JSON (Version 1)")
-		}
 	case errors.As(ce, &ae):
 		cause = fmt.Errorf("%s: %s", ae.ErrorCode(), ae.ErrorMessage())
 	default:

@@ -347,3 +347,28 @@ func TestCredentialProcessBound(t *testing.T) {
 		})
 	}
 }
+
+// TestCredentialProcessOutputNotQuoted: a credential_process whose output
+// the SDK cannot parse gets an error that does not quote that output,
+// which may hold the keys (the SDK's own error does).
+func TestCredentialProcessOutputNotQuoted(t *testing.T) {
+	const secret = "wJalrXUtnFEMIprocessSecret"
+	isolate(t, `[profile bad]
+credential_process = echo '{"Version": 1, "AccessKeyId": "ASIAX", "SecretAccessKey": "`+secret+`", oops}'
+region = us-east-1
+`)
+	cfg, _, err := Load(testCtx(t), Options{Profile: "bad"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = cfg.Credentials.Retrieve(testCtx(t))
+	var pe *ProcessOutputError
+	if !errors.As(err, &pe) || pe.Profile != "bad" {
+		t.Fatalf("err = %v, want a ProcessOutputError", err)
+	}
+	for e := err; e != nil; e = errors.Unwrap(e) {
+		if strings.Contains(e.Error(), secret) {
+			t.Fatalf("the error chain quotes the process output: %v", e)
+		}
+	}
+}

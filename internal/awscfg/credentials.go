@@ -135,12 +135,16 @@ func (c *checked) retrieve(ctx context.Context) (aws.Credentials, error) {
 // waits for the SDK to report it.
 const processGrace = time.Second
 
-// explain replaces the SDK's words for two failures with ours.
+// explain replaces the SDK's words for three failures with ours.
 func (c *checked) explain(err error, took time.Duration) error {
 	var pe *processcreds.ProviderError
 	switch {
 	case c.process > 0 && errors.As(err, &pe) && took >= c.process:
 		return &ProcessTimeoutError{Profile: c.info.Profile, After: c.process, Err: err}
+	case errors.As(err, &pe) && strings.Contains(err.Error(), "parse failed of process output"):
+		// The SDK quotes the process's whole output, which may hold the
+		// keys: the error must not travel on with it.
+		return &ProcessOutputError{Profile: c.info.Profile}
 	case c.tried != nil:
 		return &NoCredentialsError{Tried: c.tried, IMDS: imdsReason(err), Err: err}
 	}
@@ -186,4 +190,12 @@ func sharedFile(variable, def string) string {
 		}
 	}
 	return p
+}
+
+// ProcessOutputError reports a credential_process whose output is not the
+// credentials JSON. It carries no part of the output, which may hold keys.
+type ProcessOutputError struct{ Profile string }
+
+func (e *ProcessOutputError) Error() string {
+	return fmt.Sprintf("the credential_process of profile %q printed something other than the credentials JSON (Version 1)", e.Profile)
 }

@@ -19,6 +19,9 @@ var secretPatterns = []*regexp.Regexp{
 	regexp.MustCompile(`(?i)(x-amz-credential\s*[:=]\s*)[^\s'",;&]+`),
 	// Session Manager's data-channel token in JSON ("TokenValue":"…").
 	regexp.MustCompile(`(?i)("?tokenvalue"?\s*[:=]\s*"?)[^\s'",;&]+`),
+	// Credentials in JSON, as a credential_process prints them or an SSO
+	// token cache holds them.
+	regexp.MustCompile(`(?i)("?(?:secretaccesskey|sessiontoken|accesstoken|refreshtoken|clientsecret)"?\s*[:=]\s*"?)[^\s'",;&]+`),
 	// Shared-config style keys.
 	regexp.MustCompile(`(?i)(aws_secret_access_key\s*[:=]\s*)[^\s'",;&]+`),
 	regexp.MustCompile(`(?i)(aws_session_token\s*[:=]\s*)[^\s'",;&]+`),

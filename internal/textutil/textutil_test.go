@@ -24,6 +24,10 @@ func TestRedact(t *testing.T) {
 		{"bare signature", "the signature Signature=" + sig + " did not match", sig},
 		{"token json", `{"TokenValue":"AAEAAsecretvalue","SessionId":"s"}`, "AAEAAsecretvalue"},
 		{"config", "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "wJalrXUtnFEMI"},
+		// The SDK's processcreds error quotes the process's output.
+		{"process output secret", `parse failed of process output: {"Version": 2, "AccessKeyId": "ASIAX", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG", "SessionToken": "FwoGZXIvYXdz"}, error: version 2 not supported`, "wJalrXUtnFEMI"},
+		{"process output token", `{"SessionToken":"FwoGZXIvYXdzEJr","Expiration":"2026-12-02T00:00:00Z"}`, "FwoGZXIvYXdzEJr"},
+		{"sso cache", `{"accessToken": "aoaAAAAAGsecret", "refreshToken": "aorAAAAAGsecret"}`, "aoaAAAAAGsecret"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
