@@ -1,5 +1,12 @@
 package main
 
+// `ssm-proxy completion` and the hidden __complete through run: commands,
+// flags and shells completed; targets from the owner-only cache that list
+// writes, refreshed when stale, a failed refresh not retried at once; each
+// shell's script parsed by that shell and run in it against this test binary
+// (TestHelperMain). Target lookup itself is internal/target's; list's output
+// is list_test.go's.
+
 import (
 	"context"
 	"os"

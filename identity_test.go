@@ -1,5 +1,12 @@
 package main
 
+// Credentials through run: a session from every source of the SDK chain
+// (environment, profiles, assume role and chains, credential_process, SSO,
+// web identity, instance metadata), each request's signature checked by the
+// emulator; and each way of not getting them as one error line and hint,
+// exit 1, no session. How internal/awscfg resolves each source is its own
+// tests'; credentials re-resolved at resume are e2e/credentials_test.go's.
+
 import (
 	"crypto/sha1"
 	"encoding/hex"

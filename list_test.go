@@ -1,5 +1,11 @@
 package main
 
+// `ssm-proxy list` through run, against the emulator behind a front that
+// counts calls and serves DescribeInstanceProperties (which the emulator
+// lacks): the table, JSON, filters, names missing without the permission,
+// empty and failing lists, and the API calls each takes. Target lookup is
+// internal/target's; the target cache list writes is completion_test.go's.
+
 import (
 	"bytes"
 	"encoding/json"

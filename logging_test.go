@@ -1,5 +1,12 @@
 package main
 
+// The stderr logger (logging.go) and error printing: the line format with
+// and without -v, tokens, signatures and keys redacted in attributes and in
+// error and hint lines, whole lines under concurrent writers, and a real
+// session's -v lines carrying the session id. The redaction patterns are
+// internal/textutil's; that no secret value reaches -v output through ssh
+// and resumes is e2e/ssh_test.go's (TestVerboseKeepsStdoutClean).
+
 import (
 	"bytes"
 	"errors"

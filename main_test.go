@@ -1,5 +1,12 @@
 package main
 
+// The ProxyCommand through run with the emulator in-process: usage errors
+// (exit 2), help and version, each command's flags against its help, API
+// failures (exit 1), an unsupported document, the agent failing to dial
+// (exit 3); and the helpers this package's tests share (setAWSEnv, runCLI,
+// startEmulator, bannerServer, checkOneError). The built binary's exit codes
+// are e2e/exitcodes_test.go's; the session itself is proxy/'s.
+
 import (
 	"bytes"
 	"cmp"

@@ -1,5 +1,12 @@
 package main
 
+// --push-key through run against the emulator's EC2 Instance Connect: each
+// key source and OS user as SendSSHPublicKey received them, the ephemeral
+// key handed to an in-process agent, throttling, each failure's error, hint
+// and exit status, and doctor --push-key. Key choice and retries are
+// internal/pushkey's; sshd accepting the pushed key, through real ssh, scp
+// and rsync, is e2e/pushkey_test.go's.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,10 @@
 package main
 
+// The release build (scripts/release.sh), run twice for a Linux and a
+// Windows target: identical checksums, archive entries with fixed times and
+// owners, a static binary. It runs no session: what the binary does is
+// e2e/'s. Skipped with -short.
+
 import (
 	"archive/tar"
 	"archive/zip"

@@ -1,5 +1,11 @@
 package main
 
+// The session log as the CLI writes it (sessionlog.go): one line per session
+// with target, identity (one GetCallerIdentity per access key), bytes and
+// how it ended, errors scrubbed, none for a session that never started, and
+// off by flag or environment. The file itself (rotation, locking, modes) is
+// internal/sessionlog's; forward's lines are e2e/forward_test.go's.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package main
 
+// `ssm-proxy ssh-config` through run, each result read back with the real
+// ssh -G: what it prints for every form of the flags, a % in a profile name
+// reaching the program, and --install (new, appended, updated in place,
+// conflicts, --replace, rollback, Include and symlinks, the legacy block).
+// The line editing is internal/sshconfig's; connecting through what it
+// prints is e2e/examples_test.go's (TestGeneratedSSHConfig).
+
 import (
 	"context"
 	"os"

@@ -2,6 +2,13 @@
 
 package main
 
+// Making ssh's blocking stdin and stdout pipes pollable (stdio_unix.go):
+// close-on-exec duplicates in the poller that honour deadlines and carry
+// bytes and EOF, the pipes blocking again after restore, pipes and sockets
+// only, other streams left alone, and a child of this test binary run with
+// blocking pipes as ssh runs its ProxyCommand. Bytes through real ssh's
+// pipes are e2e/'s.
+
 import (
 	"bufio"
 	"bytes"

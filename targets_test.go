@@ -1,5 +1,12 @@
 package main
 
+// Targets through run, and the hint table: names, tags, prefixes and
+// suffixes reaching the right instance; each target error's text, hint and
+// exit status with no session started; every error path of docs/protocol.md
+// §10 and the proxy's own mapped to its hint and exit code (TestHints, no
+// AWS); signature errors without the token. Parsing, lookup and suggestions
+// are internal/target's; exit codes of the built binary e2e/exitcodes_test.go's.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,11 @@
 package e2e
 
+// Credentials over a session's life, through the built binary under real
+// ssh: every resume re-resolves them from a credential_process profile (run
+// with stdin /dev/null, never ssh's stream), and when they cannot be
+// refreshed the error names the profile and the fix. Credentials at start,
+// from every source, are the root package's identity_test.go.
+
 import (
 	"bytes"
 	"fmt"

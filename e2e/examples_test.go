@@ -1,5 +1,12 @@
 package e2e
 
+// The shipped examples as written, through real ssh and sshd: every block of
+// examples/ssh_config (by id, Name tag, prefix, tag HostName, --to through a
+// bastion), the blocks `ssm-proxy ssh-config` prints, and ssh run as Ansible
+// runs it from examples/ansible/inventory.ini. The keyless block is
+// pushkey_test.go's; what needs no ssh is examples/examples_test.go's;
+// ssh-config --install is the root package's sshconfig_test.go.
+
 import (
 	"bufio"
 	"context"

@@ -1,5 +1,11 @@
 package e2e
 
+// Each documented exit status of the built binary (0 to 4, 129, 143), run
+// without ssh from the situation that produces it, with only session bytes
+// on stdout and no session left open; 5 is network_test.go's
+// (TestSSMMessagesEndpoint). The error and hint behind each status are the
+// root package's tests through run (main_test.go, targets_test.go).
+
 import (
 	"bytes"
 	"context"

@@ -3,6 +3,11 @@
 // and compares bytes.
 package e2e
 
+// The harness the other files share: TestMain builds ssm-proxy (and
+// bench/cmd/rusage-exec) once; newHarness gives a test its own sshd,
+// emulator and ssh client with ssm-proxy as the ProxyCommand. No tests here;
+// the sshd and clients are tested on their own in internal/testenv.
+
 import (
 	"bytes"
 	"context"

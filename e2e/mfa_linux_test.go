@@ -2,6 +2,13 @@
 
 package e2e
 
+// MFA as ssh runs ssm-proxy, with a pseudo-terminal: the code is asked for
+// and read on the controlling terminal, never on stdin or stdout; the next
+// process uses the cached role credentials without a terminal; without
+// either, one error and its hint. The prompt loop, cache and STS exchange are
+// internal/awscfg's; each MFA failure through run is the root package's
+// identity_test.go, doctor's MFA check doctor_test.go's.
+
 import (
 	"errors"
 	"fmt"

@@ -1,5 +1,12 @@
 package e2e
 
+// The built binary on the networks users have: a TLS-inspecting HTTPS proxy
+// with AWS_CA_BUNDLE (API and websocket both through it; the errors without
+// the bundle or with NO_PROXY), and AWS_ENDPOINT_URL_SSMMESSAGES to a VPC
+// endpoint stand-in whose loss for good is exit 5. The proxy and CA
+// mechanics are internal/awscfg's proxy_test.go; each error through run the
+// root package's endpoints_test.go.
+
 import (
 	"bytes"
 	"crypto/ecdsa"

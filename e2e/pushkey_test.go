@@ -1,5 +1,12 @@
 package e2e
 
+// --push-key through real ssh, scp and rsync against an sshd that plays an
+// instance with ec2-instance-connect (keys from the emulator's listing):
+// refused without it, in with it, refused once the key expires; the
+// ephemeral key through a real ssh-agent; 20 parallel throttled pushes; no
+// package on the instance; the example block and IAM files. Key choice and
+// each failure's message are the root package's pushkey_test.go.
+
 import (
 	"bytes"
 	"context"

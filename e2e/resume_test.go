@@ -1,5 +1,12 @@
 package e2e
 
+// Resume through real ssh and sshd: 8 MiB each way under each emulator fault
+// and all at once, every resume moved to a new cell, each fault checked to
+// fire; the service's idle timeout (exit 4) and ssh's ServerAliveInterval
+// preventing it; an opt-in 64 MiB soak. The knobs in-process are
+// proxy/session_test.go's, frame by frame proxy/gateway_test.go's;
+// credentials at resume credentials_test.go's.
+
 import (
 	"bytes"
 	"errors"

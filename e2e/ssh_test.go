@@ -1,5 +1,12 @@
 package e2e
 
+// Everyday use through the built binary as ssh's ProxyCommand: a command,
+// signed upgrades required, 64 MiB by scp, a tree by rsync, an ssh -L tunnel
+// to PostgreSQL, 20 concurrent sessions, the agent's real pacing, and -v
+// with a clean stdout and no secret value through resumes. Faults are
+// resume_test.go's and hardening_test.go's; the same paths in-process
+// proxy/session_test.go's; throughput figures bench/'s.
+
 import (
 	"fmt"
 	"os"

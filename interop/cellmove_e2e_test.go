@@ -7,7 +7,9 @@ package interop
 // emulator then refuses, as the service's old cell no longer knows the
 // session. Without cell moves the same plugin resumes through every Bye.
 // This is the proof that the emulator fails an out-of-date client where
-// the service would.
+// the service would. ssm-proxy following the moves is proxy/'s
+// (gateway_test.go, session_test.go) and e2e/resume_test.go's; the
+// emulator's side internal/ssmtest/gateway_test.go's.
 
 import (
 	"bufio"

@@ -3,7 +3,9 @@ package interop
 // Cross-checks of our codec (github.com/ssm-proxy/ssm-proxy/protocol)
 // against the official serializer (session-manager-plugin src/message), in
 // both directions: frames, acknowledge payloads, handshake and
-// channel_closed JSON, and decoding of random and mutated frames.
+// channel_closed JSON, and decoding of random and mutated frames. Our codec
+// alone (golden vector, rejects, fuzz) is protocol/'s; sessions between the
+// plugin and the emulator are plugin_e2e_test.go's.
 //
 // None of these tests calls t.Parallel: twinj/uuid keeps its string format
 // in a package variable that SerializeClientMessageWithAcknowledgeContent

@@ -1,5 +1,10 @@
 package interop
 
+// Pins the official serializer's API as this module calls it (NOTES.md): it
+// reproduces the docs/protocol.md §3 reference vector, parses it back, and
+// builds and reads an acknowledge. The cross-checks of our codec that rely
+// on it are crosscheck_test.go's; our codec alone is protocol/'s.
+
 import (
 	"bytes"
 	"encoding/hex"

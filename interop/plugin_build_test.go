@@ -1,5 +1,10 @@
 package interop
 
+// The official plugin builds from this module and reports the version the
+// AWS CLI accepts and PluginVersion names. Running it against the emulator
+// is plugin_e2e_test.go's, portforward_e2e_test.go's and
+// cellmove_e2e_test.go's. Skipped with -short.
+
 import (
 	"context"
 	"os/exec"

@@ -14,6 +14,9 @@ package interop
 // ProxyCommand process (shim default, syscall.Exec), the SIGHUP ssh sends its
 // ProxyCommand on exit often kills the plugin before it has forwarded ssh's
 // last packets, and the session then stays open (see NOTES.md).
+//
+// ssm-proxy under the same ssh and sshd is the main module's e2e/; the codec
+// cross-checks are crosscheck_test.go's.
 
 import (
 	"bytes"

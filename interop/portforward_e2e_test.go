@@ -8,7 +8,9 @@ package interop
 // --document-name AWS-StartPortForwardingSession --parameters
 // portNumber=P,localPortNumber=0` does (§1.6): StartSession, then run the
 // plugin with the CLI's argv, and reads the port it listens on from its
-// stdout ("Port N opened for sessionId …").
+// stdout ("Port N opened for sessionId …"). ssm-proxy's own forward over
+// the same agent is e2e/forward_test.go's; the agent's smux frame by frame
+// internal/ssmtest/mux_test.go's.
 
 import (
 	"bufio"

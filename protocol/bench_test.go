@@ -1,5 +1,10 @@
 package protocol
 
+// Benchmarks of the codec's per-message work: figures, not pass/fail. The
+// allocation counts are pinned as a test in payload_test.go
+// (TestSteadyStateAllocs); whole sessions are measured in proxy/bench_test.go
+// and, through real ssh, in bench/.
+
 import (
 	"testing"
 )

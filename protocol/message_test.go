@@ -1,5 +1,12 @@
 package protocol
 
+// Tests of the frame codec (message.go): the 127-byte golden vector the
+// official serializer produced, every wire constant, each malformed field
+// the decoder rejects, seeded random round trips, and a fuzz target. The
+// payload codecs are payload_test.go's; the cross-check against the official
+// serializer itself is interop/crosscheck_test.go's; what a session does with
+// a bad frame is proxy/'s (recv_fuzz_test.go, gateway_test.go).
+
 import (
 	"bytes"
 	"crypto/sha256"

@@ -1,5 +1,12 @@
 package protocol
 
+// Tests of the payload codecs: the MessageId half swap and v4 ids, acknowledge
+// JSON (the allocation-free forms agreeing with encoding/json), flags,
+// handshake, channel_closed and OpenDataChannel JSON, version comparison, and
+// the allocation counts of the steady-state data path. The frame is
+// message_test.go's; the same JSON read and written by the official client is
+// interop/crosscheck_test.go's.
+
 import (
 	"encoding/json"
 	"strings"

@@ -1,5 +1,12 @@
 package proxy
 
+// Tests of checkStreamURL (host.go) on its own: which StreamUrl hosts a
+// session signs for and sends its token to, and that a refusal shows scheme
+// and host only. A refused host at start and at resume is gateway_test.go's
+// (TestGatewayStreamHost); sessions against the emulator at every level
+// pass the check as a configured 127.0.0.1 (e2e/network_test.go as the
+// regional messages host).
+
 import (
 	"errors"
 	"strings"

@@ -1,5 +1,11 @@
 package proxy
 
+// A fuzz target for the receive path (recv.go, §5.3): the loop's handle fed
+// random and hostile frame sequences with no link, checking that stdout gets
+// exactly the in-order payloads. The acks it sends and the send side are
+// gateway_test.go's; bytes through a real websocket and the emulator's agent
+// session_test.go's; decoding the frames themselves protocol/'s.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package proxy_test
 
+// Whole sessions in-process against the emulator (internal/ssmtest) through
+// the real SDK client: 1 MiB echoed under each fault knob with a check that
+// it fired, cancellation, idle timeout, the agent failing to dial, resume
+// giving up, and termination from elsewhere. Frame-by-frame behaviour is
+// gateway_test.go's; the same knobs through real ssh e2e/resume_test.go's;
+// exit codes and messages the root package's.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,11 @@
 package proxy
 
+// Unit tests of pieces of the send side: the window's removal by sequence
+// number (window.go), the RTO estimator against §5.5 with its floor and cap,
+// and Options defaults over a caller's dialer (session.go). How they behave
+// in a session (a full window, fast retransmit, timeouts) is
+// gateway_test.go's.
+
 import (
 	"net"
 	"testing"

@@ -1,5 +1,11 @@
 package awscfg
 
+// Assume-role with MFA against the emulator's STS: the code asked for once
+// through Options.Prompt, later loads served from the disk cache without
+// asking, ErrNoTerminal with neither, a wrong code refused and not cached.
+// The error a user then sees is the root package's identity_test.go; the
+// real terminal prompt_unix_test.go's and e2e/mfa_linux_test.go's.
+
 import (
 	"errors"
 	"os"

@@ -1,5 +1,12 @@
 package awscfg
 
+// Loading the AWS configuration: where profile, region and credentials come
+// from as Info describes them, an unknown profile, the MFA code's input loop
+// (Ask), the owner-only disk cache of role credentials (one fetch for
+// concurrent misses), and the dialer's CA bundle and ssmmessages override.
+// Connecting with each source is the root package's identity_test.go;
+// proxies and endpoints are proxy_test.go's, bounds bounds_test.go's.
+
 import (
 	"context"
 	"crypto/tls"

@@ -1,5 +1,8 @@
 package awscfg
 
+// Helpers for this package's tests: a self-signed certificate that is its
+// own CA, and a logger that discards. No tests of its own.
+
 import (
 	"crypto/ecdsa"
 	"crypto/elliptic"

@@ -2,6 +2,11 @@
 
 package awscfg
 
+// TerminalPrompt in a process with no controlling terminal (a child in a new
+// session, as under a script or an IDE): ErrNoTerminal, and stdin is not
+// read. Reading the code from a real terminal is e2e/mfa_linux_test.go's;
+// the input loop on given streams awscfg_test.go's (TestAsk).
+
 import (
 	"errors"
 	"fmt"

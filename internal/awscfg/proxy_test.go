@@ -2,7 +2,9 @@ package awscfg
 
 // Tests of the proxy environment (proxy.go), the websocket dialer through
 // a proxy (dialer.go), the CA bundle errors (cabundle.go), the endpoint
-// settings (endpoints.go) and the endpoint probe (probe.go).
+// settings (endpoints.go) and the endpoint probe (probe.go). What a user
+// sees of these is the root package's endpoints_test.go and doctor_test.go;
+// the built binary through a TLS-inspecting proxy is e2e/network_test.go's.
 //
 // Host names that must never be looked up end in .onion: Go's resolver
 // refuses them without a query (RFC 7686), so a test that bypassed the

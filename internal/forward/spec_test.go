@@ -1,5 +1,12 @@
 package forward
 
+// Tests of the forward spec (spec.go): -L style specs parsed into bind
+// address, ports and remote host, with the document and parameters each
+// needs; and MuxConfig's smux settings per agent version (tunnel.go). The
+// forwarder and the tunnel themselves run in e2e/forward_test.go, with real
+// psql and ssh against the emulator's smux agent, whose side is
+// internal/ssmtest/mux_test.go's.
+
 import "testing"
 
 func TestParseSpec(t *testing.T) {

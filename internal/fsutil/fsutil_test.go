@@ -1,5 +1,11 @@
 package fsutil
 
+// Tests of WriteFileAtomic: the new content and mode replace the old file,
+// no temporary file is left behind, and a missing directory fails. The files
+// its callers write are checked where they are written: internal/awscfg's
+// cache, internal/sshconfig, internal/sessionlog's identities and the root
+// package's target cache (completion_test.go).
+
 import (
 	"os"
 	"path/filepath"

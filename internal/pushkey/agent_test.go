@@ -1,5 +1,11 @@
 package pushkey
 
+// Tests of the ssh-agent client (agent.go) against an in-process agent on a
+// unix socket: the ephemeral key added with its 60 s lifetime and able to
+// sign, a key without its private half refused, dial errors, and the order
+// of the agent's keys. --push-key with such an agent through run is the root
+// package's pushkey_test.go; with a real ssh-agent and ssh e2e/pushkey_test.go.
+
 import (
 	"context"
 	"crypto/ecdsa"

@@ -1,5 +1,12 @@
 package pushkey
 
+// Tests of Find (find.go), which key is pushed for a host: ssh_config's
+// IdentityFile (expanded as ssh expands it), then the agent's first key
+// Instance Connect accepts, then the default files; an unusable IdentityFile
+// as an error; IdentityAgent over SSH_AUTH_SOCK; the user and system
+// ssh_config read in ssh's order. The error lines and hints for each failure
+// are the root package's pushkey_test.go.
+
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"

@@ -1,5 +1,12 @@
 package pushkey
 
+// Tests of reading keys (key.go), made by the real ssh-keygen: a .pub, a
+// private key with or without its .pub (encrypted OpenSSH keys included),
+// the .pub beside it winning, and as a KeyFileError what cannot be pushed
+// (encrypted PEM alone, short RSA, ECDSA, not a key); ephemeral ed25519
+// keys. Which key is chosen is find_test.go's; each refusal's hint through
+// run the root package's pushkey_test.go.
+
 import (
 	"crypto/ecdsa"
 	"crypto/ed25519"

@@ -1,5 +1,12 @@
 package pushkey
 
+// Tests of Send (send.go) against the emulator's EC2 Instance Connect: one
+// push, 25 at once through a throttle, a throttle that outlasts the budget
+// (ThrottledError), ServiceException retried up to its limit, errors that
+// cannot heal not retried, each checked on the emulator's counters. The same
+// through run is the root package's pushkey_test.go; sshd accepting the
+// pushed key e2e/pushkey_test.go's.
+
 import (
 	"context"
 	"crypto/rand"

@@ -1,5 +1,12 @@
 package sessionlog
 
+// Tests of the session log file (log.go) and the identity cache
+// (identity.go): appended lines read back whole with errors scrubbed, modes
+// made owner-only, rotation, concurrent writers and rotators losing or
+// tearing no line, the XDG state directory, and cached caller identities
+// with expiry. What the CLI puts in each line is the root package's
+// sessionlog_test.go; forward's lines are e2e/forward_test.go's.
+
 import (
 	"bufio"
 	"encoding/json"

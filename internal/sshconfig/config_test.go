@@ -1,5 +1,12 @@
 package sshconfig
 
+// Unit tests of the ssh_config editing: line splitting that keeps each line's
+// ending, keyword parsing, finding ssm-proxy's marked or legacy block,
+// reading ssh -vvv traces, and Install putting the file back when a fake ssh
+// says the new block loses. The root package's sshconfig_test.go runs
+// ssh-config --install against the real ssh -G; e2e/examples_test.go
+// connects through what ssh-config prints.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package ssmtest
 
+// The emulated agent's side of the data channel, driven by the raw test
+// client (minclient_test.go): ids and tokens, the handshake and its timeouts,
+// ordering, acks, duplicates and retransmission, the end flags,
+// TerminateSession, idle timeout, signed upgrades, Close, old agents and
+// other documents. Fault knobs are faults_test.go's, smux mux_test.go's;
+// ssm-proxy against this agent is proxy/'s, the official plugin interop/'s.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package ssmtest
 
+// The emulated SSM API through the SDK and raw requests: StartSession
+// errors, the Start/Resume/Terminate lifecycle, every call's credentials
+// checked, the JSON 1.1 envelope, STS routing, internal errors as 500, and
+// DescribeInstanceInformation's fields, filters, paging and errors. The
+// signature arithmetic is sigv4_test.go's, API faults apifaults_test.go's;
+// how ssm-proxy reads these answers is internal/target's and the root's.
+
 import (
 	"context"
 	"encoding/json"

@@ -1,7 +1,10 @@
 package ssmtest
 
 // Tests of the API faults: calls that never answer, throttling, and
-// signature mismatches worded as AWS words them.
+// signature mismatches worded as AWS words them. ssm-proxy meets a hung
+// ResumeSession in e2e/hardening_test.go; its own bounds on hung calls are
+// internal/awscfg/bounds_test.go's (against a local server that never
+// answers), and the throttling hint is the root package's targets_test.go.
 
 import (
 	"context"

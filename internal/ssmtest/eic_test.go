@@ -1,5 +1,12 @@
 package ssmtest
 
+// The emulated EC2 Instance Connect: a pushed key listed for its instance and
+// user only until it expires, keys accumulating, each error, signatures,
+// throttling, FailFirst, no state shared between servers, and the listing's
+// request checks. The client side is internal/pushkey's send_test.go, the
+// sshd that reads the listing internal/testenv's; both with ssm-proxy
+// through ssh are e2e/pushkey_test.go's.
+
 import (
 	"context"
 	"crypto/ecdsa"

@@ -1,5 +1,12 @@
 package ssmtest
 
+// Each fault knob of the emulator on its own, through the raw test client:
+// Bye, drop, blackhole (silent, blocking writes), ack loss, duplicates,
+// reordering, pause, latency, pacing, seeded ids, a huge frame and a
+// malformed channel_closed; each checks its counter as well as the bytes.
+// ssm-proxy under the same knobs is proxy/session_test.go's and
+// e2e/resume_test.go's, under the hostile frames e2e/hardening_test.go's.
+
 import (
 	"bytes"
 	"crypto/sha256"

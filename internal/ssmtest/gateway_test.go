@@ -2,7 +2,11 @@ package ssmtest
 
 // Tests of the gateway's 2026 behaviour (§15.1, §15.2) and of the
 // data-channel knobs that refuse or close opens: cell moves,
-// MinClientVersion, CloseOnOpen.
+// MinClientVersion, CloseOnOpen. ssm-proxy following cell moves against
+// this emulator is proxy/session_test.go's and e2e/resume_test.go's; the
+// official plugin failing them is interop/cellmove_e2e_test.go's. ssm-proxy
+// against MinClientVersion and CloseOnOpen is proxy/gateway_test.go's and
+// e2e/hardening_test.go's.
 
 import (
 	"context"

@@ -1,5 +1,11 @@
 package ssmtest
 
+// Loading the emulator's instance inventory (inventory.go): the testdata
+// file, the JSON forms and their errors, tags and defaults, and an Example.
+// How the API serves the instances is api_test.go's
+// (DescribeInstanceInformation); the ssm-emulator -inventory flag is
+// cmd/ssm-emulator/main_test.go's.
+
 import (
 	"errors"
 	"fmt"

@@ -4,7 +4,9 @@ package ssmtest
 // protocol and gorilla only (the emulator must not be tested with the
 // client it exists to test). rawConn is one websocket with helpers to send
 // and expect single frames; minClient adds the handshake, acks, in-order
-// delivery, retransmission and reconnection.
+// delivery, retransmission and reconnection. It has no tests of its own:
+// this package's tests exercise it, and interop/ checks the emulator
+// independently against the official plugin.
 
 import (
 	crand "crypto/rand"

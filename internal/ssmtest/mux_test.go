@@ -2,7 +2,9 @@ package ssmtest
 
 // Tests of the multiplexed port plugin (mux.go): an smux client (the
 // library the official client uses) over the raw test client, and smux
-// frames written by hand where the wire itself is the point.
+// frames written by hand where the wire itself is the point. ssm-proxy's
+// forward over this agent is e2e/forward_test.go's; the official plugin over
+// it interop/portforward_e2e_test.go's.
 
 import (
 	"context"

@@ -1,5 +1,12 @@
 package ssmtest
 
+// The emulator's SigV4 verifier (sigv4.go): API calls, websocket upgrades and
+// presigned URLs, with and without session tokens, against wrong keys,
+// regions and services, clock skew, expiry and altered requests; the
+// canonical URI's double encoding; AWS's get-vanilla known answer; what a
+// mismatch logs. Refusals end to end are api_test.go's and agent_test.go's;
+// ssm-proxy's own signing is e2e/ssh_test.go's (TestSSHRequireSigned).
+
 import (
 	"bufio"
 	"bytes"

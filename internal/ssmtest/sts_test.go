@@ -1,5 +1,11 @@
 package ssmtest
 
+// The emulated STS: GetCallerIdentity, AssumeRole with an MFA code and the
+// temporary credentials it returns, each refusal's error code, and unsigned
+// AssumeRoleWithWebIdentity. The SDK's credential chain calling it is
+// internal/awscfg's assume_test.go and the root package's identity_test.go;
+// STS requests reaching this handler is api_test.go's (TestAPIRoutesSTS).
+
 import (
 	"context"
 	"errors"

@@ -1,7 +1,9 @@
 package ssmtest
 
 // Tests of where the emulator says it is: TLS (https and wss), the host the
-// StreamUrl names, and an advertised address in front of it.
+// StreamUrl names, and an advertised address in front of it. The command's
+// -tls-ca-out is cmd/ssm-emulator/main_test.go's. No ssm-proxy test uses the
+// emulator's TLS: e2e/network_test.go puts a TLS-inspecting proxy in front.
 
 import (
 	"crypto/tls"

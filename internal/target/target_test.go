@@ -1,5 +1,12 @@
 package target
 
+// Tests of targets (target.go, suggest.go), against the emulator's API: the
+// syntax of ids, names and tags, resolving and its errors, matches over many
+// pages, the last-ping text, near-miss suggestions within a bound on calls
+// (also when the API fails or hangs), and the -v lines. What a user sees for
+// each target error through run is the root package's targets_test.go; list
+// and completion of names are list_test.go's and completion_test.go's.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package testenv
 
+// Tests of the test sshd's EC2 Instance Connect mode (instanceconnect.go):
+// with no authorized_keys the client key gets in exactly while a local
+// listing has it, unexpired, for this instance; the AuthorizedKeysCommand
+// run as sshd runs it, with its user-name guard. The emulator's listing is
+// internal/ssmtest/eic_test.go's; both with --push-key through ssh are
+// e2e/pushkey_test.go's.
+
 import (
 	"context"
 	"fmt"

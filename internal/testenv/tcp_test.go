@@ -1,5 +1,10 @@
 package testenv
 
+// Tests of ServeTCP and ClosedPort (tcp.go): the handler runs, cleanup closes
+// open connections and waits for the handler, the listener does not outlive
+// its test, and a closed port refuses. The levels above use them for the
+// targets that echo or greet.
+
 import (
 	"io"
 	"net"

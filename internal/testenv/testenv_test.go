@@ -1,5 +1,11 @@
 package testenv
 
+// Tests of the harness's sshd, clients and data: ssh, scp, rsync and
+// concurrent sessions, host keys checked, PostgreSQL, Stop, deterministic
+// files and trees, Require's hint and SplitArgs. The same tools with
+// ssm-proxy as the ProxyCommand are e2e/'s; the emulator is tested in
+// internal/ssmtest.
+
 import (
 	"bytes"
 	"context"

@@ -1,5 +1,12 @@
 package textutil
 
+// Tests of OneLine and Redact: each form in which AWS and the SDK show a
+// session token, signature, access key or secret key (canonical request,
+// header, query, Authorization, JSON, config line) is redacted and marked,
+// and a text without secrets is left alone. That the logger and error lines
+// apply it is the root package's logging_test.go; that no secret value
+// reaches -v output of a real session is e2e/ssh_test.go's.
+
 import (
 	"strings"
 	"testing"

@@ -1,5 +1,11 @@
 package main
 
+// The ssm-emulator command: -h naming every flag and inventory field, usage
+// errors, serving in-process until its context ends, TLS with -tls-ca-out,
+// each knob's flag setting its Options field, and the built binary stopped
+// by SIGTERM. What each knob does is the ssmtest package's tests; no other
+// test level runs the command (scripts/demo.sh does).
+
 import (
 	"bufio"
 	"bytes"
