@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/url"
 	"os"
 	"runtime"
 	"strconv"
@@ -52,6 +51,14 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 		if to, err = parseTo(o.to); err == nil {
 			name, err = parseToArgs(fs.Args(), o)
 		}
+		fs.Visit(func(f *flag.Flag) {
+			switch f.Name {
+			case "push-key", "os-user":
+				err = fmt.Errorf("--%s cannot go with --to: it pushes a key to TARGET, and through --to ssh logs in to HOST", f.Name)
+			case "document":
+				err = errors.New("--document cannot go with --to, which uses AWS-StartPortForwardingSessionToRemoteHost")
+			}
+		})
 	} else {
 		name, port, err = parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
 	}
@@ -205,7 +212,9 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 	sf := &sessionFactory{
 		o: o, log: log, cfg: cfg, api: api, dialer: dialer,
 		streamHosts: awscfg.StreamHosts(cfg, ssmEndpoint),
-		predialURL:  predictStreamURL(cfg.Region, ssmEndpoint, awscfg.MessagesEndpoint(cfg)),
+	}
+	if e, err := awscfg.DataChannelEndpoint(ctx, cfg); err == nil {
+		sf.predialURL = predialURL(e)
 	}
 	if cc, ok := cfg.Credentials.(*aws.CredentialsCache); ok {
 		sf.refresh = cc.Invalidate
@@ -294,32 +303,19 @@ func sessionStdio(stdin io.Reader, stdout io.Writer, log *slog.Logger) (in io.Re
 	return in, out, restore
 }
 
-// predictStreamURL is where StartSession's StreamUrl will point, so that
-// the websocket's TCP and TLS handshakes can start while StartSession is in
-// flight (proxy.Options.PredialURL): the regional messages endpoint, whose
-// connection the dialer sends to the ssmmessages override if there is one;
-// or, with only an SSM endpoint override, that host (an emulator, or a
-// gateway serving both). A wrong guess costs one unused connection.
-func predictStreamURL(region, ssmEndpoint, messagesEndpoint string) string {
-	wsScheme := func(endpoint string) string {
-		if strings.HasPrefix(endpoint, "http://") {
-			return "ws"
-		}
-		return "wss"
+// predialURL is where StartSession's StreamUrl is expected to point, so
+// that the websocket's TCP and TLS handshakes can start while StartSession
+// is in flight (proxy.Options.PredialURL): the regional messages endpoint
+// (which the dialer sends to the ssmmessages override, if any), or a
+// stand-in's own host. A wrong guess costs one unused connection.
+func predialURL(e awscfg.Endpoint) string {
+	scheme := "wss"
+	if e.URL.Scheme == "http" {
+		scheme = "ws"
 	}
-	regional := "ssmmessages." + region + ".amazonaws.com"
-	if strings.HasPrefix(region, "cn-") {
-		regional += ".cn"
+	host := e.URL.Host
+	if e.ServerName != e.URL.Hostname() {
+		host = e.ServerName // an override: the StreamUrl names the regional host
 	}
-	switch {
-	case messagesEndpoint != "":
-		return wsScheme(messagesEndpoint) + "://" + regional
-	case ssmEndpoint != "":
-		u, err := url.Parse(ssmEndpoint)
-		if err != nil || u.Host == "" {
-			return ""
-		}
-		return wsScheme(ssmEndpoint) + "://" + u.Host
-	}
-	return "wss://" + regional
+	return scheme + "://" + host
 }

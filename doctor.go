@@ -521,9 +521,6 @@ func (d *doctorRun) checkSession(ctx context.Context) bool {
 			err = errors.New("the session ended before the handshake completed")
 		}
 		return d.failErr("session", err)
-	case <-time.After(doctorHandshakeTimeout):
-		return d.fail("session", fmt.Sprintf("started %s, but no handshake within %s", sess.ID(), doctorHandshakeTimeout),
-			fmt.Sprintf("the agent on the instance must reach ssmmessages.%s.amazonaws.com on port 443 (interface endpoint or egress)", orRegion(d.cfg.Region)))
 	case <-ctx.Done():
 		return d.fail("session", ctx.Err().Error())
 	}

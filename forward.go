@@ -15,14 +15,11 @@ import (
 	"net"
 	"strconv"
 	"sync"
-	"time"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/forward"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
-
-// tunnelHandshakeTimeout bounds StartSession's handshake for a tunnel.
-const tunnelHandshakeTimeout = 30 * time.Second
 
 // forward runs `ssm-proxy forward [flags] TARGET SPEC...`.
 func (c *cli) forward(ctx context.Context, args []string) int {
@@ -99,14 +96,15 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 			Start: func(ctx context.Context) (*forward.Tunnel, error) {
 				return c.startTunnel(ctx, sf, u, sp, log, &logged)
 			},
+			Fatal: fatalStart,
 		}
 		first := true
 		fw.OnTunnel = func(t *forward.Tunnel) {
 			if first {
 				first = false
-				fmt.Fprintf(c.stderr, "ssm-proxy: forwarding %s → %s through %s (session %s)\n", local, sp.Destination(u.id), u.id, t.ID())
+				printNote(c.stderr, fmt.Sprintf("forwarding %s → %s through %s (session %s)", local, sp.Destination(u.id), u.id, t.ID()))
 				if !sp.Loopback() {
-					fmt.Fprintf(c.stderr, "ssm-proxy: warning: %s is not a loopback address: other machines can connect through this forwarding\n", sp.Bind)
+					log.Warn(sp.Bind + " is not a loopback address: other machines can connect through this forwarding")
 				}
 				return
 			}
@@ -131,29 +129,18 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 // client; when the session ends its line goes to the session log (logged
 // counts the lines still to write).
 func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp forward.Spec, log *slog.Logger, logged *sync.WaitGroup) (*forward.Tunnel, error) {
-	handshake := make(chan string, 1)
+	po, handshake := forward.SessionOptions(func() {
+		log.Warn("the agent could not connect to " + sp.Destination(u.id) + "; that connection was closed (nothing listening there, or a forbidden address)")
+	})
 	sess, err := sf.start(ctx, u, proxy.StartInput{
 		Document:   sp.Document(),
 		Parameters: sp.Parameters(sp.LocalPort),
-	}, proxy.Options{
-		Mode: proxy.ModeMux,
-		OnEvent: func(ev proxy.Event) {
-			switch ev.Kind {
-			case proxy.EventHandshakeComplete:
-				select {
-				case handshake <- ev.AgentVersion:
-				default:
-				}
-			case proxy.EventConnectToPortError:
-				fmt.Fprintf(c.stderr, "ssm-proxy: the agent could not connect to %s; that connection was closed (nothing listening there, or a forbidden address)\n", sp.Destination(u.id))
-			}
-		},
-	})
+	}, po)
 	if err != nil {
 		return nil, err
 	}
-	ls := loggedSession{sess: sess, document: sp.Document(), cfg: sf.cfg, start: c.clock()}
-	t, err := forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+	ls := c.newLoggedSession(ctx, sess, sf.cfg, sp.Document())
+	t, err := forward.StartTunnel(ctx, sess, handshake)
 	logged.Add(1)
 	go func() {
 		defer logged.Done()
@@ -174,6 +161,20 @@ func (c *cli) startTunnel(ctx context.Context, sf *sessionFactory, u *used, sp f
 		c.logSession(context.WithoutCancel(ctx), u, ls, runErr, code, log)
 	}()
 	return t, err
+}
+
+// fatalStart reports a failure to start a forwarding session that a later
+// start would meet again: the service or agent refused (a forbidden
+// destination, an unsupported handshake, a refused client or stream host),
+// credentials cannot be had, or the API said no for good.
+func fatalStart(err error) bool {
+	var (
+		re *proxy.RemoteError
+		he *proxy.HandshakeError
+		rf *proxy.RefusedError
+		ce *awscfg.CredentialsError
+	)
+	return errors.As(err, &re) || errors.As(err, &he) || errors.As(err, &rf) || errors.As(err, &ce) || proxy.Permanent(err)
 }
 
 // listenError reports a local address that cannot be listened on.
@@ -210,32 +211,21 @@ func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec
 		return err
 	}
 	dialFailed := make(chan struct{}, 1)
-	handshake := make(chan string, 1)
+	po, handshake := forward.SessionOptions(func() {
+		select {
+		case dialFailed <- struct{}{}:
+		default:
+		}
+	})
 	sess, err := sf.start(ctx, u, proxy.StartInput{
 		Document:   sp.Document(),
 		Parameters: sp.Parameters(0),
-	}, proxy.Options{
-		Mode: proxy.ModeMux,
-		OnEvent: func(ev proxy.Event) {
-			switch ev.Kind {
-			case proxy.EventHandshakeComplete:
-				select {
-				case handshake <- ev.AgentVersion:
-				default:
-				}
-			case proxy.EventConnectToPortError:
-				select {
-				case dialFailed <- struct{}{}:
-				default:
-				}
-			}
-		},
-	})
+	}, po)
 	if err != nil {
 		return err
 	}
 	c.sessionStarted(ctx, sess, sf.cfg, sp.Document())
-	t, err := forward.StartTunnel(ctx, sess, handshake, tunnelHandshakeTimeout)
+	t, err := forward.StartTunnel(ctx, sess, handshake)
 	if err != nil {
 		return err
 	}

@@ -204,6 +204,8 @@ func rawHints(err error, o options, u *used, doctor bool) []string {
 		return []string{"the established session did not need new credentials, but restoring the connection did; refresh them and reconnect"}
 	case errors.Is(err, proxy.ErrSessionEnded):
 		return []string{"Session Manager had already ended the session (terminated, or idle for too long while disconnected); reconnect"}
+	case errors.As(err, &he) && he.Timeout:
+		return []string{fmt.Sprintf("the session started but the agent did not answer: the instance must reach ssmmessages.%s.amazonaws.com on port 443 (an interface VPC endpoint, or HTTPS egress); see the agent's log on the instance", orRegion(u.aws.Region))}
 	case errors.As(err, &he):
 		if o.document == defaultDocument {
 			return []string{fmt.Sprintf("the agent asked for %s, which ssm-proxy does not carry, although the document is %s: update the SSM agent on the instance (AWS-UpdateSSMAgent)", he.Reason, defaultDocument)}
@@ -468,6 +470,8 @@ func credentialHints(ce *awscfg.CredentialsError, u *used, doctor bool) []string
 		return ssoLogin()
 	case errors.As(ce, &proc):
 		return []string{fmt.Sprintf("the credential_process of profile %q failed; run it by hand to see why", info.Profile)}
+	case errors.As(ce, new(*awscfg.ProcessOutputError)):
+		return []string{fmt.Sprintf("run the credential_process of profile %q by hand: it must print only the credentials JSON, with \"Version\": 1", info.Profile)}
 	case errors.As(ce, &ae):
 		return []string{refreshHint(info)}
 	}

@@ -264,7 +264,7 @@ func TestCredentialErrors(t *testing.T) {
 			[]string{`the credential_process of profile "hung-process" did not finish within 300ms`, "run the credential_process of profile \"hung-process\" by hand"}},
 		// The SDK quotes the output in its error; it holds the secret key.
 		{"credential_process prints something else", []string{"--profile", "leaky-process"}, nil, nil,
-			[]string{"the credential_process printed something other than the credentials JSON"}},
+			[]string{`the credential_process of profile "leaky-process" printed something other than the credentials JSON`, "run the credential_process"}},
 		{"unknown profile", []string{"--profile", "nope"}, nil, nil,
 			[]string{`profile "nope" is not in ~/.aws/config`}},
 		{"no credentials anywhere", nil, nil, func(*testing.T) map[string]string {

@@ -5,7 +5,8 @@
 //	Host i-* mi-*
 //	    ProxyCommand ssm-proxy %h %p
 //
-// Its commands (doctor, ssh-config, list, completion, version, help) are
+// Its commands (forward, doctor, ssh-config, list, completion, version,
+// help) are
 // one entry each in the table commands returns; dispatch, help and shell
 // completion all read that table. An argument list that does not start with
 // a command name is the ProxyCommand's.

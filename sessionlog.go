@@ -45,12 +45,8 @@ const (
 
 // sessionLogState is what the session log needs of one ProxyCommand run.
 type sessionLogState struct {
-	flag     string // --session-log
-	sess     *proxy.Session
-	document string
-	cfg      aws.Config
-	creds    aws.Credentials // the ones that opened the session; never logged
-	start    time.Time
+	flag string         // --session-log
+	ls   *loggedSession // the run's session, from sessionStarted
 }
 
 // sessionLogFlags registers --session-log PATH|off, starting the run's
@@ -60,21 +56,35 @@ func (c *cli) sessionLogFlags(fs *flag.FlagSet) {
 	fs.StringVar(&c.sessionLog.flag, "session-log", "", "")
 }
 
-// sessionStarted records sess, started with document, for the session
-// log. connect (and connectTo for --to) calls it as soon as the session
-// has started (sf.start returned it).
+// loggedSession is one session for the session log.
+type loggedSession struct {
+	sess     *proxy.Session
+	document string
+	cfg      aws.Config
+	creds    aws.Credentials // the ones that opened the session; never logged
+	start    time.Time
+}
+
+// newLoggedSession records sess, just started with document, for the
+// session log: the start time, and the credentials that opened it, which
+// the SDK's cache answers without a call.
+func (c *cli) newLoggedSession(ctx context.Context, sess *proxy.Session, cfg aws.Config, document string) loggedSession {
+	ls := loggedSession{sess: sess, cfg: cfg, start: c.clock(), document: document}
+	if cfg.Credentials != nil {
+		ctx, cancel := context.WithTimeout(ctx, credsPeekTimeout)
+		defer cancel()
+		if creds, err := cfg.Credentials.Retrieve(ctx); err == nil {
+			ls.creds = creds
+		}
+	}
+	return ls
+}
+
+// sessionStarted records the run's session for sessionEnded. connect (and
+// connectTo for --to) calls it as soon as the session has started.
 func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.Config, document string) {
-	st := &c.sessionLog
-	st.sess, st.cfg, st.start, st.document = sess, cfg, c.clock(), document
-	if cfg.Credentials == nil {
-		return
-	}
-	// StartSession has just used them: the cache answers without a call.
-	ctx, cancel := context.WithTimeout(ctx, credsPeekTimeout)
-	defer cancel()
-	if creds, err := cfg.Credentials.Retrieve(ctx); err == nil {
-		st.creds = creds
-	}
+	ls := c.newLoggedSession(ctx, sess, cfg, document)
+	c.sessionLog.ls = &ls
 }
 
 // sessionEnded appends the line of the session recorded by
@@ -82,20 +92,12 @@ func (c *cli) sessionStarted(ctx context.Context, sess *proxy.Session, cfg aws.C
 // the run's error and exit status. A log that cannot be written is a
 // warning, never a changed exit status.
 func (c *cli) sessionEnded(ctx context.Context, u *used, err error, code int, log *slog.Logger) {
-	st := &c.sessionLog
-	if st.sess == nil {
+	ls := c.sessionLog.ls
+	if ls == nil {
 		return
 	}
-	defer func() { st.sess = nil }() // one line per session
-	c.logSession(ctx, u, loggedSession{sess: st.sess, document: st.document, cfg: st.cfg, start: st.start}, err, code, log)
-}
-
-// loggedSession is one session for the session log.
-type loggedSession struct {
-	sess     *proxy.Session
-	document string
-	cfg      aws.Config
-	start    time.Time
+	c.sessionLog.ls = nil // one line per session
+	c.logSession(ctx, u, *ls, err, code, log)
 }
 
 // logSession appends ls's line to the session log; ls.sess must have
@@ -129,7 +131,7 @@ func (c *cli) logSession(ctx context.Context, u *used, ls loggedSession, err err
 	if err != nil && code < exitSignalsBase {
 		e.Error = errorText(err)
 	}
-	e.IdentityARN = c.identityARN(ctx, log)
+	e.IdentityARN = c.identityARN(ctx, ls, log)
 	if err := (&sessionlog.Log{Path: path}).Append(e); err != nil {
 		log.Warn("session log not written; "+sessionLogEnv+"=off turns it off", "err", err)
 		return
@@ -177,9 +179,8 @@ func endedHow(err error, code int) string {
 // STS is not asked when the SSM API goes to an endpoint override and STS
 // does not: in a private subnet with an SSM endpoint only, the public STS
 // is likely unreachable, and waiting for it would only delay the exit.
-func (c *cli) identityARN(ctx context.Context, log *slog.Logger) string {
-	st := &c.sessionLog
-	creds := st.creds
+func (c *cli) identityARN(ctx context.Context, ls loggedSession, log *slog.Logger) string {
+	creds := ls.creds
 	if creds.AccessKeyID == "" {
 		return ""
 	}
@@ -201,7 +202,7 @@ func (c *cli) identityARN(ctx context.Context, log *slog.Logger) string {
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), identityTimeout)
 	defer cancel()
-	cfg := st.cfg.Copy()
+	cfg := ls.cfg.Copy()
 	cfg.Credentials = aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) { return creds, nil })
 	cfg.RetryMaxAttempts = 1
 	if cfg.Region == "" {

@@ -451,15 +451,15 @@ func TestForwardIdleRestart(t *testing.T) {
 }
 
 // TestForwardSessionLog: every session forward opens gets its line in the
-// local session log — replacements after an idle timeout included — with
-// the port-forwarding document and the bytes it carried.
+// local session log, with the port-forwarding document, the bytes it
+// carried and the caller's identity.
 func TestForwardSessionLog(t *testing.T) {
 	echo := startEchoServer(t)
 	_, echoPort, _ := net.SplitHostPort(echo.addr)
 	emu := startEmu(t, ssmtest.Options{Forwarding: ssmtest.ForwardingOptions{Hosts: map[string][]string{"db.internal": {"127.0.0.1"}}}})
 	logPath := filepath.Join(t.TempDir(), "sessions.jsonl")
 	cmd := exec.Command(proxyBin, "forward", "db-bastion", "0:db.internal:"+echoPort, "0:"+echoPort)
-	cmd.Env = append(ssmtest.ClientEnv(t, emu.Endpoint()), "SSM_PROXY_SESSION_LOG="+logPath)
+	cmd.Env = append(ssmtest.ClientEnv(t, emu.Endpoint()), "SSM_PROXY_SESSION_LOG="+logPath, "AWS_ENDPOINT_URL_STS="+emu.Endpoint())
 	f := startForwardCmd(t, cmd, 2)
 	for _, a := range f.addrs {
 		if _, err := echoThrough(a, 1, 16<<10, 0); err != nil {
@@ -482,6 +482,7 @@ func TestForwardSessionLog(t *testing.T) {
 		var e struct {
 			Document  string `json:"document"`
 			SessionID string `json:"session_id"`
+			Identity  string `json:"identity_arn"`
 			BytesUp   int64  `json:"bytes_up"`
 			Ended     string `json:"ended"`
 		}
@@ -489,11 +490,48 @@ func TestForwardSessionLog(t *testing.T) {
 			t.Fatalf("%v: %s", err, l)
 		}
 		docs[e.Document] = true
-		if e.SessionID == "" || e.BytesUp < 16<<10 || e.Ended != "signal" { // smux framing included
+		if e.SessionID == "" || e.BytesUp < 16<<10 || e.Ended != "signal" || e.Identity != ssmtest.CallerARN { // smux framing included
 			t.Errorf("entry %s", l)
 		}
 	}
 	if !docs["AWS-StartPortForwardingSession"] || !docs["AWS-StartPortForwardingSessionToRemoteHost"] {
 		t.Errorf("documents %v", docs)
 	}
+}
+
+// TestForwardRestartBackoff: when the session that replaces an idle one
+// cannot be started (StartSession throttled), connections are refused with
+// a backoff between attempts — a client that keeps connecting does not make
+// a StartSession storm — and the forwarding stays up.
+func TestForwardRestartBackoff(t *testing.T) {
+	echo := startEchoServer(t)
+	_, echoPort, _ := net.SplitHostPort(echo.addr)
+	// One StartSession an hour: the first passes, every replacement is
+	// throttled.
+	emu := startEmu(t, ssmtest.Options{IdleTimeout: 300 * time.Millisecond, ThrottleRate: 1.0 / 3600, ThrottleBurst: 1})
+	f := startForward(t, emu, 1, instance, "0:"+echoPort)
+	waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Endings[ssmtest.EndIdleTimeout] == 1 })
+	const attempts = 30
+	for range attempts {
+		c, err := net.Dial("tcp", f.addrs[0])
+		if err != nil {
+			t.Fatalf("the forwarding stopped listening: %v\n%s", err, f.stderr.String())
+		}
+		c.SetDeadline(time.Now().Add(20 * time.Second))
+		c.Read(make([]byte, 1)) // refused: closed without a byte
+		c.Close()
+	}
+	st := emu.Stats()
+	if st.Throttled == 0 {
+		t.Fatalf("no StartSession was throttled: the test proves nothing (%+v)", st)
+	}
+	if st.SessionsStarted != 1 || st.Throttled > attempts/3 {
+		t.Errorf("%d connections made %d throttled StartSession calls (sessions started %d): no backoff", attempts, st.Throttled, st.SessionsStarted)
+	}
+	select {
+	case <-f.done:
+		t.Fatalf("forward exited on a transient failure:\n%s", f.stderr.String())
+	default:
+	}
+	f.stop(t)
 }

@@ -109,7 +109,7 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 	var bc *batchConn
 	d := *s.dialer
 	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c })
-	if pre := s.takePredial(u); pre != nil {
+	if pre := s.takePredial(ctx, u); pre != nil {
 		// The connection opened while StartSession was in flight.
 		bc = pre.bc
 		if pre.tls {
@@ -158,7 +158,7 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 	err = l.write(websocket.TextMessage, open)
 	if err == nil {
 		// A ping right away, as the official client does (§2): its pong
-		// shows that the gateway talks to us (see healthyLink).
+		// shows that the gateway talks to us (see link.healthy).
 		err = l.ping()
 	}
 	if err == nil {
@@ -242,12 +242,18 @@ func (s *Session) predialOnce(ctx context.Context, u *url.URL, log *slog.Logger)
 // takePredial returns the predialed connection if it reached u's host and
 // port, waiting for it if it is still being opened; any other is closed.
 // Only the first dial looks.
-func (s *Session) takePredial(u *url.URL) *predialed {
+func (s *Session) takePredial(ctx context.Context, u *url.URL) *predialed {
 	if s.predial == nil {
 		return nil
 	}
-	p := <-s.predial
-	s.predial = nil
+	var p *predialed
+	select {
+	case p = <-s.predial:
+		s.predial = nil
+	case <-ctx.Done():
+		s.dropPredial()
+		return nil
+	}
 	switch {
 	case p.err != nil:
 		s.log.Debug("early connection to the messages endpoint failed; dialing again", "err", p.err)

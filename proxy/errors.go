@@ -51,7 +51,10 @@ func (e *ResumeError) Unwrap() error { return e.Err }
 
 // HandshakeError reports a handshake the client cannot complete, such as an
 // action it does not support (§6.2).
-type HandshakeError struct{ Reason string }
+type HandshakeError struct {
+	Reason  string
+	Timeout bool // the agent did not complete the handshake in time
+}
 
 func (e *HandshakeError) Error() string { return "handshake: " + e.Reason }
 

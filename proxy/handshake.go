@@ -3,6 +3,7 @@ package proxy
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
@@ -64,7 +65,7 @@ func (lp *loop) checkSessionType(a protocol.RequestedClientAction, agentVersion 
 	switch lp.s.opts.Mode {
 	case ModeMux:
 		if typ != protocol.PortTypeLocalPortForwarding {
-			return fail(protocol.ActionFailed, "port forwarding needs a LocalPortForwarding session, got type "+strconvQuote(typ),
+			return fail(protocol.ActionFailed, "port forwarding needs a LocalPortForwarding session, got type "+strconv.Quote(typ),
 				"the session's document is not a port-forwarding document (AWS-StartPortForwardingSession or …ToRemoteHost)")
 		}
 		if !protocol.PluginVersionGreater(agentVersion, protocol.AgentVersionMux) {
@@ -79,5 +80,3 @@ func (lp *loop) checkSessionType(a protocol.RequestedClientAction, agentVersion 
 	}
 	return ""
 }
-
-func strconvQuote(s string) string { return fmt.Sprintf("%q", s) }

@@ -5,22 +5,9 @@ import (
 	"net/url"
 	"regexp"
 	"strings"
-)
 
-// messagesDomains are the DNS suffixes of AWS's partitions under which the
-// Session Manager message gateway lives (§15.3): commercial, China,
-// the European Sovereign Cloud, GovCloud shares the commercial suffix, the
-// ISO partitions, and the dual-stack "api.aws" names.
-var messagesDomains = []string{
-	"amazonaws.com",
-	"amazonaws.com.cn",
-	"amazonaws.eu",
-	"api.aws",
-	"c2s.ic.gov",
-	"sc2s.sgov.gov",
-	"cloud.adc-e.uk",
-	"csp.hci.ic.gov",
-}
+	"github.com/ssm-proxy/ssm-proxy/protocol"
+)
 
 // StreamHostError reports a StreamUrl that ssm-proxy will not connect to:
 // nothing is signed and no token is sent to it (§15.3).
@@ -47,13 +34,13 @@ func checkStreamURL(raw, region string, allowed []string) (*url.URL, error) {
 	if err != nil || u.Host == "" || (u.Scheme != "wss" && u.Scheme != "ws") {
 		return nil, &StreamHostError{URL: scrubURL(raw), Region: region, Reason: "it is not a ws:// or wss:// URL"}
 	}
+	shown := scrubURL(raw)
 	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
 	for _, a := range allowed {
 		if a != "" && host == strings.TrimSuffix(strings.ToLower(a), ".") {
 			return u, nil
 		}
 	}
-	shown := u.Scheme + "://" + u.Host
 	if !isMessagesHost(host, region) {
 		return nil, &StreamHostError{URL: shown, Region: region,
 			Reason: fmt.Sprintf("%s is not a Session Manager messages endpoint for %s", host, region)}
@@ -70,7 +57,7 @@ func isMessagesHost(host, region string) bool {
 	if !regionPattern.MatchString(region) {
 		return false
 	}
-	for _, d := range messagesDomains {
+	for _, d := range protocol.AWSDomains {
 		for _, svc := range []string{"ssmmessages", "ssmmessages-fips"} {
 			if host == svc+"."+region+"."+d {
 				return true

@@ -199,7 +199,7 @@ func (lp *loop) unpause(why string) {
 // peer; pings; retransmits overdue messages. done reports a normal end.
 func (lp *loop) onTick(now time.Time) (done bool, err error) {
 	if !lp.established && now.Sub(lp.started) > lp.s.opts.HandshakeTimeout && !lp.resuming {
-		return true, &HandshakeError{Reason: fmt.Sprintf("the agent did not complete the handshake within %s", lp.s.opts.HandshakeTimeout)}
+		return true, &HandshakeError{Reason: fmt.Sprintf("the agent did not complete the handshake within %s", lp.s.opts.HandshakeTimeout), Timeout: true}
 	}
 	if lp.drained(now) {
 		lp.s.log.Debug("input done, acknowledged, and output quiet; ending session")

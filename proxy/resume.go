@@ -161,7 +161,7 @@ func (s *Session) reconnect(ctx context.Context, p resumePlan, gen int, events c
 		if ctx.Err() != nil {
 			return resumeResult{err: ctx.Err()}
 		}
-		if permanent(err) {
+		if Permanent(err) {
 			return resumeResult{err: err}
 		}
 		s.log.Debug("reconnect attempt failed", "attempt", attempt, "err", err)
@@ -229,8 +229,11 @@ func (s *Session) resumeSession(ctx context.Context, deadline time.Time) (token,
 	return token, aws.ToString(out.StreamUrl), nil
 }
 
-// permanent reports errors that retrying cannot fix.
-func permanent(err error) bool {
+// Permanent reports errors that retrying cannot fix: a refused stream
+// host, an HTTP 4xx upgrade refusal (but 408 and 429), credentials that
+// cannot be had, a session the service has ended, and API errors such as
+// denied permissions or invalid requests.
+func Permanent(err error) bool {
 	var (
 		he *StreamHostError
 		ue *UpgradeError

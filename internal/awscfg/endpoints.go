@@ -10,6 +10,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
+
+	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
 // Endpoint is where one service's requests go, and which setting says so.
@@ -77,8 +79,8 @@ func DataChannelEndpoint(ctx context.Context, cfg aws.Config) (Endpoint, error) 
 // included.
 func IsAWSHost(host string) bool {
 	host = strings.ToLower(strings.TrimSuffix(host, "."))
-	for _, d := range []string{".amazonaws.com", ".amazonaws.com.cn", ".api.aws", ".amazonwebservices.com.cn", ".amazonaws.eu"} {
-		if strings.HasSuffix(host, d) {
+	for _, d := range protocol.AWSDomains {
+		if strings.HasSuffix(host, "."+d) {
 			return true
 		}
 	}
@@ -214,11 +216,6 @@ func StreamHosts(cfg aws.Config, ssmEndpoint string) []string {
 	}
 	return hosts
 }
-
-// MessagesEndpoint is the ssmmessages endpoint override
-// (AWS_ENDPOINT_URL_SSMMESSAGES or the profile's services section), "" if
-// none.
-func MessagesEndpoint(cfg aws.Config) string { return ssmMessagesEndpoint(cfg) }
 
 // ssmMessagesEndpoint is the ssmmessages endpoint override, if any.
 func ssmMessagesEndpoint(cfg aws.Config) string {

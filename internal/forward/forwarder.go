@@ -5,9 +5,11 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/xtaci/smux"
 
@@ -31,11 +33,18 @@ type Forwarder struct {
 	Log *slog.Logger
 	// OnTunnel, if set, is called with every tunnel started.
 	OnTunnel func(*Tunnel)
+	// Fatal reports a failure to start a tunnel that no later attempt
+	// would mend (denied, a forbidden destination): Serve ends with it.
+	// Other failures refuse the connection at hand, and further ones until
+	// a backoff has passed. nil: every failure is of the other kind.
+	Fatal func(error) bool
 
-	mu     sync.Mutex
-	tunnel *Tunnel
-	conns  sync.WaitGroup
-	active atomic.Int64
+	mu         sync.Mutex
+	tunnel     *Tunnel
+	retryAt    time.Time     // no new tunnel is tried before (after a failure)
+	retryDelay time.Duration // the current backoff
+	conns      sync.WaitGroup
+	active     atomic.Int64
 }
 
 // Restartable reports whether a tunnel that ended with err is worth
@@ -67,8 +76,14 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		}
 		t, err := f.current(ctx, cancel)
 		if err != nil {
-			f.Log.Warn("connection refused: could not start a session", "listen", f.Spec.Listen(), "err", err)
 			c.Close()
+			if f.Fatal != nil && f.Fatal(err) {
+				cancel(err)
+				break
+			}
+			if !errors.Is(err, errBackingOff) {
+				f.Log.Warn("connection refused: could not start a session", "listen", f.Spec.Listen(), "err", err)
+			}
 			continue
 		}
 		f.conns.Add(1)
@@ -89,11 +104,21 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 	return nil
 }
 
+// errBackingOff refuses a connection while a failed start backs off.
+var errBackingOff = errors.New("backing off after a failed start")
+
+// Backoff bounds between failed starts of a replacement tunnel.
+const (
+	minRetry = time.Second
+	maxRetry = 30 * time.Second
+)
+
 // current returns the running tunnel, starting a new one if the last has
-// ended.
+// ended — not sooner than the backoff of a failed start allows, so that a
+// client that keeps connecting cannot make a StartSession storm.
 func (f *Forwarder) current(ctx context.Context, cancel context.CancelCauseFunc) (*Tunnel, error) {
 	f.mu.Lock()
-	t := f.tunnel
+	t, retryAt := f.tunnel, f.retryAt
 	f.mu.Unlock()
 	if t != nil {
 		select {
@@ -102,7 +127,19 @@ func (f *Forwarder) current(ctx context.Context, cancel context.CancelCauseFunc)
 			return t, nil
 		}
 	}
-	return f.startTunnel(ctx, cancel)
+	if time.Now().Before(retryAt) {
+		return nil, errBackingOff
+	}
+	t, err := f.startTunnel(ctx, cancel)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err != nil {
+		f.retryDelay = min(max(2*f.retryDelay, minRetry), maxRetry)
+		f.retryAt = time.Now().Add(f.retryDelay/2 + rand.N(f.retryDelay))
+		return nil, err
+	}
+	f.retryDelay, f.retryAt = 0, time.Time{}
+	return t, nil
 }
 
 // startTunnel starts a tunnel and watches it: when it ends with an error

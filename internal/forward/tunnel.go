@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"sync"
-	"time"
 
 	"github.com/xtaci/smux"
 
@@ -29,11 +28,12 @@ type Tunnel struct {
 	err    error         // Run's result, set before done is closed
 }
 
-// StartTunnel runs sess (started with Options.Mode ModeMux and an OnEvent
-// that sends to handshake) and waits for its handshake to complete within
-// timeout, then starts the smux client with the keep-alive the agent
-// expects. handshake receives the agent version of EventHandshakeComplete.
-func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan string, timeout time.Duration) (*Tunnel, error) {
+// StartTunnel runs sess (started with SessionOptions, whose channel is
+// handshake) and waits for its handshake to complete — the
+// session's own Options.HandshakeTimeout bounds it — then starts the smux
+// client with the keep-alive the agent expects. handshake receives the
+// agent version of EventHandshakeComplete.
+func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan string) (*Tunnel, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	toAgentR, toAgentW := io.Pipe()
 	fromAgentR, fromAgentW := io.Pipe()
@@ -52,8 +52,6 @@ func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan stri
 		toAgentR.Close()
 		close(t.done)
 	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
 	var agentVersion string
 	select {
 	case agentVersion = <-handshake:
@@ -63,10 +61,6 @@ func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan stri
 		}
 		cancel()
 		return nil, t.err
-	case <-timer.C:
-		cancel()
-		<-t.done
-		return nil, &proxy.HandshakeError{Reason: "the agent did not complete the handshake within " + timeout.String()}
 	}
 	mux, err := smux.Client(t.conn, MuxConfig(agentVersion))
 	if err != nil {
@@ -75,7 +69,36 @@ func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan stri
 		return nil, err
 	}
 	t.mux = mux
+	go func() {
+		<-t.done
+		mux.Close() // smux's send and shaper loops end only with Close
+	}()
 	return t, nil
+}
+
+// SessionOptions are the proxy.Options a tunnel's session is started
+// with: ModeMux, and an OnEvent that hands the agent's version to
+// StartTunnel through the returned channel and calls onDialFailure (if not
+// nil) for each connection the agent could not make. It runs on the
+// session's event loop and must not block.
+func SessionOptions(onDialFailure func()) (proxy.Options, <-chan string) {
+	handshake := make(chan string, 1)
+	return proxy.Options{
+		Mode: proxy.ModeMux,
+		OnEvent: func(ev proxy.Event) {
+			switch ev.Kind {
+			case proxy.EventHandshakeComplete:
+				select {
+				case handshake <- ev.AgentVersion:
+				default:
+				}
+			case proxy.EventConnectToPortError:
+				if onDialFailure != nil {
+					onDialFailure()
+				}
+			}
+		},
+	}, handshake
 }
 
 // errSessionOver is what smux reads once the session has ended.

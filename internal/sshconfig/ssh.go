@@ -28,6 +28,9 @@ func ExecSSH(ctx context.Context, args ...string) ([]byte, []byte, error) {
 	var stdout, stderr bytes.Buffer
 	cmd := exec.CommandContext(ctx, "ssh", args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// A Match exec child that keeps stderr open must not hold Run past
+	// the timeout.
+	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if ctx.Err() != nil && err != nil {
 		err = fmt.Errorf("ssh did not finish within %s: %w", sshTimeout, err)
