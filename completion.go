@@ -8,6 +8,7 @@ package main
 // short-lived cache of `ssm-proxy list`.
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -364,19 +365,10 @@ func targetCachePath(o options) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	profile := cmpOr(o.profile, os.Getenv("AWS_PROFILE"))
-	region := cmpOr(o.region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
+	profile := cmp.Or(o.profile, os.Getenv("AWS_PROFILE"))
+	region := cmp.Or(o.region, os.Getenv("AWS_REGION"), os.Getenv("AWS_DEFAULT_REGION"))
 	sum := sha256.Sum256([]byte(profile + "\x00" + region + "\x00" + os.Getenv("AWS_ENDPOINT_URL_SSM") + "\x00" + os.Getenv("AWS_ENDPOINT_URL")))
 	return filepath.Join(dir, "targets-"+hex.EncodeToString(sum[:8])+".json"), nil
-}
-
-func cmpOr(ss ...string) string {
-	for _, s := range ss {
-		if s != "" {
-			return s
-		}
-	}
-	return ""
 }
 
 // loadTargets reads the target cache for o and says whether it is fresh.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -204,14 +205,20 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
 		return nil, err
 	}
+	return newSessionFactory(ctx, o, log, cfg, api)
+}
+
+// newSessionFactory is the factory for sessions with cfg and api: the
+// websocket dialer, the stream hosts the user configured, where the
+// StreamUrl will point, and how to refresh credentials for a resume.
+func newSessionFactory(ctx context.Context, o options, log *slog.Logger, cfg aws.Config, api *ssm.Client) (*sessionFactory, error) {
 	dialer, err := awscfg.Dialer(cfg)
 	if err != nil {
 		return nil, err
 	}
-	ssmEndpoint := aws.ToString(api.Options().BaseEndpoint)
 	sf := &sessionFactory{
 		o: o, log: log, cfg: cfg, api: api, dialer: dialer,
-		streamHosts: awscfg.StreamHosts(cfg, ssmEndpoint),
+		streamHosts: awscfg.StreamHosts(cfg, aws.ToString(api.Options().BaseEndpoint)),
 	}
 	if e, err := awscfg.DataChannelEndpoint(ctx, cfg); err == nil {
 		sf.predialURL = predialURL(e)
@@ -224,15 +231,15 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 
 // start starts a session on the resolved target: in's Target and Reason
 // and po's resume, ping, credential, logging and network settings are
-// filled in from the command's.
+// filled in from the command's where po leaves them zero.
 func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInput, po proxy.Options) (*proxy.Session, error) {
 	in.Target = u.id
 	if in.Reason == "" {
 		in.Reason = sf.o.reason
 	}
-	po.ResumeBudget = sf.o.resumeTimeout
-	po.PingInterval = sf.o.ping
-	po.DeadPeerTimeout = sf.o.deadPeer
+	po.ResumeBudget = cmp.Or(po.ResumeBudget, sf.o.resumeTimeout)
+	po.PingInterval = cmp.Or(po.PingInterval, sf.o.ping)
+	po.DeadPeerTimeout = cmp.Or(po.DeadPeerTimeout, sf.o.deadPeer)
 	po.RefreshCredentials = sf.refresh
 	po.StreamHosts = sf.streamHosts
 	po.PredialURL = sf.predialURL

@@ -469,23 +469,20 @@ func (d *doctorRun) checkAgent(context.Context) bool {
 func (d *doctorRun) checkSession(ctx context.Context) bool {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	dialer, err := awscfg.Dialer(d.cfg)
+	// The session the ProxyCommand would start, bar the timing.
+	sf, err := newSessionFactory(ctx, d.o, d.log, d.cfg, d.api)
 	if err != nil {
 		return d.failErr("session", err)
 	}
 	handshake := make(chan struct{})
 	var once sync.Once
-	sess, err := proxy.Start(ctx, d.api, d.cfg.Credentials, d.cfg.Region, proxy.StartInput{
-		Target:     d.inst.ID,
+	sess, err := sf.start(ctx, &used{id: d.inst.ID}, proxy.StartInput{
 		Document:   d.o.document,
 		Reason:     "ssm-proxy doctor",
 		Parameters: map[string][]string{"portNumber": {d.port}},
 	}, proxy.Options{
 		ResumeBudget:     doctorResumeBudget,
 		HandshakeTimeout: doctorHandshakeTimeout,
-		StreamHosts:      awscfg.StreamHosts(d.cfg, aws.ToString(d.api.Options().BaseEndpoint)),
-		Logger:           d.log,
-		Dialer:           dialer,
 		OnEvent: func(ev proxy.Event) {
 			if ev.Kind == proxy.EventHandshakeComplete {
 				once.Do(func() { close(handshake) })

@@ -153,7 +153,7 @@ func (c *cli) listNodes(ctx context.Context, o options, u *used, q target.Query,
 	start := time.Now()
 	var insts []target.Instance
 	if q == (target.Query{}) {
-		insts, err = listAll(ctx, api)
+		insts, err = target.ListAll(ctx, api)
 	} else {
 		insts, err = target.Lookup(ctx, api, q)
 	}
@@ -214,32 +214,6 @@ func toNode(inst target.Instance, name string) node {
 		n.SSH = &ok
 	}
 	return n
-}
-
-// listAll returns every managed node in the region, following NextToken.
-// (target.Lookup filters by id or tag only; this is the unfiltered case.)
-func listAll(ctx context.Context, api *ssm.Client) ([]target.Instance, error) {
-	var all []target.Instance
-	p := ssm.NewDescribeInstanceInformationPaginator(api, &ssm.DescribeInstanceInformationInput{MaxResults: aws.Int32(50)})
-	for p.HasMorePages() {
-		out, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("list managed nodes: %w", err)
-		}
-		for _, ii := range out.InstanceInformationList {
-			all = append(all, target.Instance{
-				ID:           aws.ToString(ii.InstanceId),
-				PingStatus:   string(ii.PingStatus),
-				LastPing:     aws.ToTime(ii.LastPingDateTime),
-				AgentVersion: aws.ToString(ii.AgentVersion),
-				Platform:     aws.ToString(ii.PlatformName),
-				ResourceType: string(ii.ResourceType),
-				ComputerName: aws.ToString(ii.ComputerName),
-				IPAddress:    aws.ToString(ii.IPAddress),
-			})
-		}
-	}
-	return all, nil
 }
 
 // Name lookups: DescribeInstanceInformation cannot return tags, but

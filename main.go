@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
+	"github.com/ssm-proxy/ssm-proxy/internal/target"
 	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
@@ -617,32 +618,11 @@ func nearCommand(s string) string {
 		if cmd.hidden {
 			continue
 		}
-		if strings.HasPrefix(cmd.name, s) || editDistance(s, cmd.name) <= 2 {
+		if strings.HasPrefix(cmd.name, s) || target.EditDistance(s, cmd.name) <= 2 {
 			return cmd.name
 		}
 	}
 	return ""
-}
-
-// editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // help runs `ssm-proxy help [COMMAND]`.

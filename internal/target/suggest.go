@@ -225,12 +225,12 @@ func similar(want, name string) (int, bool) {
 	if len(a) >= 4 && len(b) >= 4 && (strings.Contains(a, b) || strings.Contains(b, a)) {
 		return 1, true
 	}
-	d := editDistance(a, b)
+	d := EditDistance(a, b)
 	return d, d <= max(1, len([]rune(a))/4)
 }
 
 // editDistance is the Levenshtein distance between a and b.
-func editDistance(a, b string) int {
+func EditDistance(a, b string) int {
 	ra, rb := []rune(a), []rune(b)
 	prev := make([]int, len(rb)+1)
 	cur := make([]int, len(rb)+1)

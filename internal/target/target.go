@@ -167,6 +167,24 @@ func fromAPI(ii types.InstanceInformation) Instance {
 	}
 }
 
+// ListAll returns every managed node DescribeInstanceInformation lists,
+// following its pages. Name is the API's (a managed node's activation
+// name); EC2 Name tags need DescribeInstanceProperties.
+func ListAll(ctx context.Context, api API) ([]Instance, error) {
+	var all []Instance
+	p := ssm.NewDescribeInstanceInformationPaginator(api, &ssm.DescribeInstanceInformationInput{MaxResults: aws.Int32(50)})
+	for p.HasMorePages() {
+		out, err := p.NextPage(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list managed nodes: %w", err)
+		}
+		for _, ii := range out.InstanceInformationList {
+			all = append(all, fromAPI(ii))
+		}
+	}
+	return all, nil
+}
+
 // Resolve returns the target id to start a session with, as
 // Resolver.Resolve does without logging.
 func Resolve(ctx context.Context, api API, target string) (string, error) {
