@@ -137,34 +137,17 @@ var errLockTimeout = errors.New("timed out waiting for another ssm-proxy to obta
 // lockWait bounds the wait for another process's MFA prompt.
 const lockWait = 5 * time.Minute
 
-// lockFile takes an exclusive lock on path, polling until ctx ends or
-// lockWait passes. Where locking is impossible it returns a no-op unlock:
-// the lock only saves prompts, it does not protect the cache, which is
-// replaced atomically.
+// lockFile takes the cache's lock (fsutil.Lock) within lockWait; a cache
+// that cannot be opened or locked is used unlocked.
 func lockFile(ctx context.Context, path string) (unlock func(), err error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	unlock, err = fsutil.Lock(ctx, path, lockWait)
+	switch {
+	case errors.Is(err, fsutil.ErrLockTimeout):
+		return nil, errLockTimeout
+	case err != nil && ctx.Err() != nil:
+		return nil, err
+	case err != nil:
 		return func() {}, nil // e.g. a read-only cache: go on unlocked
 	}
-	deadline := time.Now().Add(lockWait)
-	for {
-		ok, err := tryLock(f)
-		if err != nil {
-			f.Close()
-			return func() {}, nil // no locking on this file system
-		}
-		if ok {
-			return func() { f.Close() }, nil // closing releases the lock
-		}
-		if time.Now().After(deadline) {
-			f.Close()
-			return nil, errLockTimeout
-		}
-		select {
-		case <-ctx.Done():
-			f.Close()
-			return nil, ctx.Err()
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return unlock, nil
 }

@@ -7,10 +7,13 @@ package fsutil
 // package's target cache (completion_test.go).
 
 import (
+	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 func TestWriteFileAtomic(t *testing.T) {
@@ -37,4 +40,32 @@ func TestWriteFileAtomic(t *testing.T) {
 	if err := WriteFileAtomic(filepath.Join(dir, "no", "f"), nil, 0o600); err == nil {
 		t.Fatal("write into a missing directory succeeded")
 	}
+}
+
+// TestLock: a second holder waits for the first and times out while it
+// holds the lock; once released the lock can be taken again.
+func TestLock(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no advisory locks: Lock runs unlocked")
+	}
+	path := filepath.Join(t.TempDir(), "l.lock")
+	ctx := context.Background()
+	unlock, err := Lock(ctx, path, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Lock(ctx, path, 50*time.Millisecond); !errors.Is(err, ErrLockTimeout) {
+		t.Fatalf("second Lock while held: %v, want ErrLockTimeout", err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := Lock(cctx, path, time.Minute); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Lock with a cancelled context: %v", err)
+	}
+	unlock()
+	again, err := Lock(ctx, path, time.Second)
+	if err != nil {
+		t.Fatalf("Lock after release: %v", err)
+	}
+	again()
 }

@@ -14,6 +14,7 @@
 package sessionlog
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +23,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/fsutil"
 	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
@@ -122,7 +124,7 @@ func (l *Log) Append(e Entry) error {
 	if err := os.MkdirAll(filepath.Dir(l.Path), 0o700); err != nil {
 		return fmt.Errorf("session log: %w", err)
 	}
-	unlock, err := lock(l.Path + ".lock")
+	unlock, err := fsutil.Lock(context.Background(), l.Path+".lock", lockTimeout)
 	if err != nil {
 		return fmt.Errorf("session log: lock: %w", err)
 	}
@@ -173,3 +175,7 @@ func (l *Log) rotate(n int64) error {
 	}
 	return os.Rename(l.Path, l.Path+".1")
 }
+
+// lockTimeout bounds the wait for another process's lock: a line is not
+// worth hanging the end of a session for.
+const lockTimeout = 2 * time.Second
