@@ -189,8 +189,6 @@ func (d *doctorRun) needsTarget(check string, run func(context.Context) bool) fu
 			return d.skip(check, "the target was not found")
 		case !d.online || !d.agentOK:
 			return d.skip(check, "the node cannot take sessions (see above)")
-		case d.noStream && check == "session":
-			return d.skip(check, "the data channel's host does not answer (see above)")
 		}
 		return run(ctx)
 	}
@@ -467,6 +465,9 @@ func (d *doctorRun) checkAgent(context.Context) bool {
 // checkSession starts a session, waits for the handshake and then for the
 // port's first bytes, and ends the session.
 func (d *doctorRun) checkSession(ctx context.Context) bool {
+	if d.noStream {
+		return d.skip("session", "the data channel's host does not answer (see above)")
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	// The session the ProxyCommand would start, bar the timing.
