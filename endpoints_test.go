@@ -10,16 +10,13 @@ package main
 // bound fired); these check what is printed.
 
 import (
-	"bufio"
 	"encoding/json"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -266,60 +263,20 @@ func TestVerboseCalls(t *testing.T) {
 	}
 }
 
-// tunnelProxy is a local HTTP proxy that tunnels every CONNECT to
-// upstream, whatever host it names, and records the hosts.
-type tunnelProxy struct {
-	addr    string
-	mu      sync.Mutex
-	targets []string
-}
-
-func startTunnelProxy(t *testing.T, upstream string) *tunnelProxy {
-	p := &tunnelProxy{}
-	p.addr = testenv.ServeTCP(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		req, err := http.ReadRequest(br)
-		if err != nil || req.Method != http.MethodConnect {
-			return
-		}
-		p.mu.Lock()
-		p.targets = append(p.targets, req.Host)
-		p.mu.Unlock()
-		up, err := net.Dial("tcp", upstream)
-		if err != nil {
-			io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-			return
-		}
-		defer up.Close()
-		io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		done := make(chan struct{})
-		go func() { io.Copy(up, br); up.(*net.TCPConn).CloseWrite(); close(done) }()
-		io.Copy(c, up)
-		<-done
-	})
-	return p
-}
-
-func (p *tunnelProxy) seen() []string {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.targets...)
-}
-
 // TestMessagesOverrideThroughProxy: with AWS_ENDPOINT_URL_SSMMESSAGES the
 // websocket follows the proxy settings, as the API does: CONNECT to the
 // override host through the proxy, and the session carries its bytes.
 func TestMessagesOverrideThroughProxy(t *testing.T) {
 	emu := startEmulator(t, ssmtest.Options{TargetAddr: bannerServer(t, false)})
-	p := startTunnelProxy(t, strings.TrimPrefix(emu.Endpoint(), "http://"))
+	p := testenv.StartConnectProxy(t, strings.TrimPrefix(emu.Endpoint(), "http://"), false)
 	// The emulator's StreamUrls are ws://, so the override is http:// and
 	// HTTP_PROXY applies; the .onion name is never looked up.
-	setEnv(t, map[string]string{awscfg.EndpointEnvSSMMessages: "http://ssmmessages.proxied.onion", "HTTP_PROXY": "http://" + p.addr})
+	setEnv(t, map[string]string{awscfg.EndpointEnvSSMMessages: "http://ssmmessages.proxied.onion", "HTTP_PROXY": "http://" + p.Addr})
 	code, stdout, stderr := runCLI(t, "", "i-0123456789abcdef0", "22")
 	if code != exitOK || stdout != sshBanner {
 		t.Fatalf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
 	}
-	if got := p.seen(); len(got) == 0 || got[0] != "ssmmessages.proxied.onion:80" {
+	if got, _ := p.Seen(); len(got) == 0 || got[0] != "ssmmessages.proxied.onion:80" {
 		t.Errorf("proxy CONNECTs %q, want ssmmessages.proxied.onion:80", got)
 	}
 	if st := emu.Stats(); st.SessionsStarted != 1 {

@@ -17,17 +17,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/agent"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
@@ -169,15 +166,15 @@ func TestPushKeySources(t *testing.T) {
 	t.Run("ssh-agent key", func(t *testing.T) {
 		emu := pushEnv(t, ssmtest.InstanceConnectOptions{})
 		_, priv, _ := ed25519.GenerateKey(rand.Reader)
-		ag := serveAgent(t, priv)
-		t.Setenv("SSH_AUTH_SOCK", ag.socket)
+		ag := testenv.StartSSHAgent(t, priv)
+		t.Setenv("SSH_AUTH_SOCK", ag.Socket)
 		homeKey(t, ".ssh/id_ed25519.pub") // the agent comes first
 		pub, _ := ssh.NewPublicKey(priv.Public())
 		if code, _, stderr := runCLI(t, "", "--push-key", "--os-user", "ec2-user", pushInstance, "22"); code != exitOK {
 			t.Fatalf("exit %d stderr:\n%s", code, stderr)
 		}
 		checkPushed(t, emu, "ec2-user", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(pub))))
-		if len(ag.addedKeys()) != 0 {
+		if len(ag.Added()) != 0 {
 			t.Error("a key was added to the agent")
 		}
 	})
@@ -188,15 +185,15 @@ func TestPushKeySources(t *testing.T) {
 // disk.
 func TestPushKeyEphemeral(t *testing.T) {
 	emu := pushEnv(t, ssmtest.InstanceConnectOptions{})
-	ag := serveAgent(t)
-	t.Setenv("SSH_AUTH_SOCK", ag.socket)
+	ag := testenv.StartSSHAgent(t)
+	t.Setenv("SSH_AUTH_SOCK", ag.Socket)
 	home := os.Getenv("HOME")
 	before := homeFiles(t, home)
 	code, stdout, stderr := runCLI(t, "", "--push-key=ephemeral", "--os-user", "ec2-user", "-v", pushInstance, "22")
 	if code != exitOK || stdout != sshBanner {
 		t.Fatalf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
 	}
-	added := ag.addedKeys()
+	added := ag.Added()
 	if len(added) != 1 || added[0].LifetimeSecs != 60 || !strings.Contains(added[0].Comment, "ec2-user@"+pushInstance) {
 		t.Fatalf("agent got %+v, want one key for 60 s", added)
 	}
@@ -315,7 +312,7 @@ func pushFailures() []pushFailure {
 		{"agent socket dead", ssmtest.InstanceConnectOptions{}, func(t *testing.T) { t.Setenv("SSH_AUTH_SOCK", filepath.Join(t.TempDir(), "gone.sock")) },
 			[]string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "ssh-agent at ", "does not answer"},
 		{"ephemeral but IdentityAgent none", ssmtest.InstanceConnectOptions{}, func(t *testing.T) {
-			t.Setenv("SSH_AUTH_SOCK", serveAgent(t).socket)
+			t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t).Socket)
 			homeFile(t, ".ssh/config", "Host i-*\n    IdentityAgent none\n")
 		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "IdentityAgent none", "remove IdentityAgent none for " + pushInstance},
 		{"key file missing", ssmtest.InstanceConnectOptions{}, nil, []string{"--push-key=/nonexistent/key", "--os-user", "ec2-user"}, pushInstance, exitError,
@@ -468,63 +465,4 @@ func TestDoctorPushKey(t *testing.T) {
 	if ok || !strings.Contains(out, "✗ push-key: no ssh-agent") {
 		t.Errorf("ephemeral without agent: %v\n%s", ok, out)
 	}
-}
-
-// testAgent is an ssh-agent served in-process on a unix socket; it
-// records the keys added to it.
-type testAgent struct {
-	agent.Agent
-	socket string
-	mu     sync.Mutex
-	added  []agent.AddedKey
-}
-
-func (a *testAgent) Add(k agent.AddedKey) error {
-	a.mu.Lock()
-	a.added = append(a.added, k)
-	a.mu.Unlock()
-	return a.Agent.Add(k)
-}
-
-func (a *testAgent) addedKeys() []agent.AddedKey {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]agent.AddedKey(nil), a.added...)
-}
-
-// serveAgent serves a keyring holding keys until the test ends.
-func serveAgent(t *testing.T, keys ...any) *testAgent {
-	t.Helper()
-	a := &testAgent{Agent: agent.NewKeyring(), socket: filepath.Join(t.TempDir(), "agent.sock")}
-	for _, k := range keys {
-		if err := a.Agent.Add(agent.AddedKey{PrivateKey: k, Comment: "test"}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ln, err := net.Listen("unix", a.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				agent.ServeAgent(a, c)
-			}()
-		}
-	}()
-	return a
 }

@@ -11,73 +11,21 @@ package awscfg
 // proxy fails at once, and no test traffic leaves loopback.
 
 import (
-	"bufio"
 	"crypto/tls"
 	"encoding/pem"
 	"errors"
 	"io"
 	"log"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
-
-// connectProxy is a local HTTP proxy that answers CONNECT: with refuse, a
-// 403; otherwise it tunnels every CONNECT to upstream, whatever host it
-// names, and records the host.
-type connectProxy struct {
-	addr     string
-	upstream string
-	refuse   bool
-	mu       sync.Mutex
-	targets  []string
-	auth     []string
-}
-
-func startConnectProxy(t *testing.T, upstream string, refuse bool) *connectProxy {
-	p := &connectProxy{upstream: upstream, refuse: refuse}
-	p.addr = testenv.ServeTCP(t, func(c net.Conn) {
-		br := bufio.NewReader(c)
-		req, err := http.ReadRequest(br)
-		if err != nil || req.Method != http.MethodConnect {
-			return
-		}
-		p.mu.Lock()
-		p.targets = append(p.targets, req.Host)
-		p.auth = append(p.auth, req.Header.Get("Proxy-Authorization"))
-		p.mu.Unlock()
-		if p.refuse {
-			io.WriteString(c, "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n")
-			return
-		}
-		up, err := net.Dial("tcp", p.upstream)
-		if err != nil {
-			io.WriteString(c, "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\n\r\n")
-			return
-		}
-		defer up.Close()
-		io.WriteString(c, "HTTP/1.1 200 Connection established\r\n\r\n")
-		done := make(chan struct{})
-		go func() { io.Copy(up, br); up.(*net.TCPConn).CloseWrite(); close(done) }()
-		io.Copy(c, up)
-		<-done
-	})
-	return p
-}
-
-func (p *connectProxy) seen() (targets, auth []string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]string(nil), p.targets...), append([]string(nil), p.auth...)
-}
 
 func TestNoProxy(t *testing.T) {
 	isolate(t, "")
@@ -157,8 +105,8 @@ const streamURL = "wss://ssmmessages.us-east-1.amazonaws.com/v1/data-channel/s-1
 func TestDialerOverrideThroughProxy(t *testing.T) {
 	const override = "vpce-0123.ssmmessages.us-east-1.onion"
 	addr, _ := wssOverride(t, override)
-	p := startConnectProxy(t, addr, false)
-	t.Setenv("HTTPS_PROXY", "http://alice:pw@"+p.addr)
+	p := testenv.StartConnectProxy(t, addr, false)
+	t.Setenv("HTTPS_PROXY", "http://alice:pw@"+p.Addr)
 	cfg, _, err := Load(testCtx(t), Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -172,7 +120,7 @@ func TestDialerOverrideThroughProxy(t *testing.T) {
 		t.Fatalf("dial through the proxy: %v", err)
 	}
 	ws.Close()
-	targets, auth := p.seen()
+	targets, auth := p.Seen()
 	if len(targets) != 1 || targets[0] != override+":443" {
 		t.Errorf("proxy CONNECTs %q, want one to %s:443", targets, override)
 	}
@@ -189,7 +137,7 @@ func TestDialerOverrideThroughProxy(t *testing.T) {
 	if err == nil || errors.As(err, &pe) || !strings.Contains(err.Error(), override) {
 		t.Errorf("NO_PROXY: err = %v, want a direct dial (which cannot resolve %s)", err, override)
 	}
-	if targets, _ := p.seen(); len(targets) != 1 {
+	if targets, _ := p.Seen(); len(targets) != 1 {
 		t.Errorf("NO_PROXY: proxy saw %d CONNECTs, want still 1", len(targets))
 	}
 }
@@ -198,8 +146,8 @@ func TestDialerOverrideThroughProxy(t *testing.T) {
 // not there, are *ProxyError naming the variable.
 func TestDialerProxyRefuses(t *testing.T) {
 	addr, _ := wssOverride(t, "vpce-0123.ssmmessages.us-east-1.onion")
-	p := startConnectProxy(t, addr, true)
-	for name, proxyAddr := range map[string]string{"refused": p.addr, "dead": testenv.ClosedPort(t)} {
+	p := testenv.StartConnectProxy(t, addr, true)
+	for name, proxyAddr := range map[string]string{"refused": p.Addr, "dead": testenv.ClosedPort(t)} {
 		t.Run(name, func(t *testing.T) {
 			t.Setenv("HTTPS_PROXY", "http://"+proxyAddr)
 			cfg, _, err := Load(testCtx(t), Options{})
@@ -248,8 +196,8 @@ func TestAPIDeadProxy(t *testing.T) {
 func TestAPIProxyRefuses(t *testing.T) {
 	isolate(t, "")
 	envKeys(t)
-	p := startConnectProxy(t, "", true)
-	t.Setenv("HTTPS_PROXY", "http://"+p.addr)
+	p := testenv.StartConnectProxy(t, "", true)
+	t.Setenv("HTTPS_PROXY", "http://"+p.Addr)
 	t.Setenv("AWS_ENDPOINT_URL_SSM", "https://ssm.proxied.onion")
 	cfg, _, err := Load(testCtx(t), Options{Timeouts: short})
 	if err != nil {
@@ -260,7 +208,7 @@ func TestAPIProxyRefuses(t *testing.T) {
 	if !errors.As(err, &pe) || pe.Status != "403 Forbidden" || pe.Target != "ssm.proxied.onion:443" {
 		t.Fatalf("err = %v, want a refusal", err)
 	}
-	if targets, _ := p.seen(); len(targets) == 0 {
+	if targets, _ := p.Seen(); len(targets) == 0 {
 		t.Error("the proxy saw no CONNECT")
 	}
 }
@@ -410,7 +358,7 @@ func TestProbe(t *testing.T) {
 	os.WriteFile(bundle, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Leaf.Raw}), 0o600)
 	hang, _ := hangServer(t)
 	tlsAddr := srv.Listener.Addr().String()
-	p := startConnectProxy(t, tlsAddr, false)
+	p := testenv.StartConnectProxy(t, tlsAddr, false)
 	cases := []struct {
 		name    string
 		url     string
@@ -436,7 +384,7 @@ func TestProbe(t *testing.T) {
 				t.Setenv("AWS_CA_BUNDLE", bundle)
 			}
 			if c.proxy {
-				t.Setenv("HTTPS_PROXY", "http://"+p.addr)
+				t.Setenv("HTTPS_PROXY", "http://"+p.Addr)
 			}
 			cfg, _, err := Load(testCtx(t), Options{})
 			if err != nil {
@@ -447,7 +395,7 @@ func TestProbe(t *testing.T) {
 			if r.Step != c.step || r.TLS != c.wantTLS || (r.Step == "") != (r.Err == nil) {
 				t.Fatalf("Probe = %+v, want step %q, TLS %t", r, c.step, c.wantTLS)
 			}
-			if c.proxy && (r.Proxy != p.addr+" (HTTPS_PROXY)" || len(r.Addrs) != 0) {
+			if c.proxy && (r.Proxy != p.Addr+" (HTTPS_PROXY)" || len(r.Addrs) != 0) {
 				t.Errorf("proxy %q, addrs %v", r.Proxy, r.Addrs)
 			}
 			if c.name == "no TLS answer" && !strings.Contains(r.Err.Error(), "no TLS handshake within 1s") {
@@ -455,7 +403,7 @@ func TestProbe(t *testing.T) {
 			}
 		})
 	}
-	if targets, _ := p.seen(); len(targets) != 1 || targets[0] != "ssm.proxied.onion:443" {
+	if targets, _ := p.Seen(); len(targets) != 1 || targets[0] != "ssm.proxied.onion:443" {
 		t.Errorf("proxy CONNECTs %q", targets)
 	}
 }

@@ -15,73 +15,14 @@ import (
 	"errors"
 	"net"
 	"path/filepath"
-	"sync"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
 	"golang.org/x/crypto/ssh/agent"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
-
-// testAgent is an ssh-agent served in-process on a unix socket. It records
-// the keys added to it.
-type testAgent struct {
-	agent.Agent
-	socket string
-
-	mu    sync.Mutex
-	added []agent.AddedKey
-}
-
-func (a *testAgent) Add(k agent.AddedKey) error {
-	a.mu.Lock()
-	a.added = append(a.added, k)
-	a.mu.Unlock()
-	return a.Agent.Add(k)
-}
-
-func (a *testAgent) addedKeys() []agent.AddedKey {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]agent.AddedKey(nil), a.added...)
-}
-
-// startAgent serves a keyring holding keys on a socket under t.TempDir().
-func startAgent(t *testing.T, keys ...any) *testAgent {
-	t.Helper()
-	a := &testAgent{Agent: agent.NewKeyring(), socket: filepath.Join(t.TempDir(), "agent.sock")}
-	for i, k := range keys {
-		if err := a.Agent.Add(agent.AddedKey{PrivateKey: k, Comment: "key" + string(rune('0'+i))}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ln, err := net.Listen("unix", a.socket)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				agent.ServeAgent(a, c)
-			}()
-		}
-	}()
-	return a
-}
 
 func agentContext(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -90,8 +31,8 @@ func agentContext(t *testing.T) context.Context {
 }
 
 func TestAgentAddEphemeral(t *testing.T) {
-	ta := startAgent(t)
-	ag, err := DialAgent(agentContext(t), ta.socket)
+	ta := testenv.StartSSHAgent(t)
+	ag, err := DialAgent(agentContext(t), ta.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +44,7 @@ func TestAgentAddEphemeral(t *testing.T) {
 	if err := ag.AddEphemeral(k, "ssm-proxy ephemeral"); err != nil {
 		t.Fatal(err)
 	}
-	added := ta.addedKeys()
+	added := ta.Added()
 	if len(added) != 1 || added[0].LifetimeSecs != 60 || added[0].Comment != "ssm-proxy ephemeral" {
 		t.Fatalf("added %+v, want one key with a 60 s lifetime", added)
 	}
@@ -115,7 +56,7 @@ func TestAgentAddEphemeral(t *testing.T) {
 		t.Errorf("agent lists %v", keys)
 	}
 	// The agent can sign with it: it is the private half of what was pushed.
-	signers, err := agent.NewClient(mustDial(t, ta.socket)).Signers()
+	signers, err := agent.NewClient(mustDial(t, ta.Socket)).Signers()
 	if err != nil || len(signers) != 1 {
 		t.Fatalf("signers %v %v", signers, err)
 	}
@@ -156,8 +97,8 @@ func TestDialAgentErrors(t *testing.T) {
 func TestAgentKeysOrder(t *testing.T) {
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	ta := startAgent(t, ec, ed)
-	ag, err := DialAgent(agentContext(t), ta.socket)
+	ta := testenv.StartSSHAgent(t, ec, ed)
+	ag, err := DialAgent(agentContext(t), ta.Socket)
 	if err != nil {
 		t.Fatal(err)
 	}

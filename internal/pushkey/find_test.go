@@ -21,6 +21,8 @@ import (
 	"testing"
 
 	"golang.org/x/crypto/ssh"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 )
 
 // findEnv is a home directory with ~/.ssh, an ssh_config and maybe an
@@ -29,7 +31,7 @@ type findEnv struct {
 	t      *testing.T
 	home   string
 	config string // ~/.ssh/config
-	agent  *testAgent
+	agent  *testenv.SSHAgent
 }
 
 func newFindEnv(t *testing.T) *findEnv {
@@ -59,7 +61,7 @@ func (e *findEnv) cfg(host string) Config {
 		Getenv: func(k string) string { return map[string]string{"KEYS": filepath.Join(e.home, "keys")}[k] },
 	}
 	if e.agent != nil {
-		c.AgentSocket = e.agent.socket
+		c.AgentSocket = e.agent.Socket
 	}
 	return c
 }
@@ -77,7 +79,7 @@ func TestFindOrder(t *testing.T) {
 	}()
 	configured := e.key("work.pub")
 	_, agentKey, _ := ed25519.GenerateKey(rand.Reader)
-	e.agent = startAgent(t, agentKey)
+	e.agent = testenv.StartSSHAgent(t, agentKey)
 	agentPub, _ := ssh.NewPublicKey(agentKey.Public())
 	e.sshConfig("Host i-*\n    IdentityFile ~/.ssh/missing\n    IdentityFile ~/.ssh/work\n")
 
@@ -121,12 +123,12 @@ func TestFindAgentSkipsUnaccepted(t *testing.T) {
 	e := newFindEnv(t)
 	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	e.agent = startAgent(t, ec, ed)
+	e.agent = testenv.StartSSHAgent(t, ec, ed)
 	k, err := e.find("web-1")
 	if err != nil || k.Type() != ssh.KeyAlgoED25519 || k.Source != "ssh-agent key key1" {
 		t.Fatalf("key %v, %v", k, err)
 	}
-	e.agent = startAgent(t, ec)
+	e.agent = testenv.StartSSHAgent(t, ec)
 	def := e.key("id_ed25519.pub")
 	if k, err := e.find("web-1"); err != nil || k.AuthorizedKey() != def {
 		t.Fatalf("agent with only ecdsa: key %v, %v", k, err)
@@ -202,8 +204,8 @@ func TestAgentSocketFor(t *testing.T) {
 	}
 	// Find does not use a disabled agent.
 	_, ed, _ := ed25519.GenerateKey(rand.Reader)
-	e.agent = startAgent(t, ed)
-	_, err := Find(agentContext(t), Config{Host: "none-1", Home: e.home, SSH: e.cfg("").SSH, AgentSocket: e.agent.socket})
+	e.agent = testenv.StartSSHAgent(t, ed)
+	_, err := Find(agentContext(t), Config{Host: "none-1", Home: e.home, SSH: e.cfg("").SSH, AgentSocket: e.agent.Socket})
 	if !strings.Contains(fmt.Sprint(err), "IdentityAgent none") {
 		t.Errorf("err = %v", err)
 	}
