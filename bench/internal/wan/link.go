@@ -144,6 +144,15 @@ func Listen(name, upstream string, rtt time.Duration) (*Link, error) {
 // Addr is the address clients connect to.
 func (l *Link) Addr() string { return l.ln.Addr().String() }
 
+// SetUpstream changes where connections accepted from now on are relayed
+// to: a link can be listening before the server behind it (whose address
+// it is to advertise) has started.
+func (l *Link) SetUpstream(addr string) {
+	l.mu.Lock()
+	l.upstream = addr
+	l.mu.Unlock()
+}
+
 // RTT is the round-trip time charged to new connections.
 func (l *Link) RTT() time.Duration {
 	l.mu.Lock()
@@ -218,7 +227,7 @@ func (l *Link) serve() {
 		l.mu.Lock()
 		cl := &connLog{c: Conn{Accepted: time.Now()}}
 		l.conns = append(l.conns, cl)
-		r := &relay{link: l, client: c, log: cl, oneWay: l.rtt / 2, done: make(chan struct{})}
+		r := &relay{link: l, client: c, log: cl, upstream: l.upstream, oneWay: l.rtt / 2, done: make(chan struct{})}
 		r.ready = cl.c.Accepted.Add(3 * r.oneWay)
 		l.open[r] = true
 		l.wg.Add(1)
@@ -232,14 +241,13 @@ type relay struct {
 	link     *Link
 	client   net.Conn
 	log      *connLog
+	upstream string // where to relay
 	oneWay   time.Duration
 	ready    time.Time // when the upstream connection is opened
 	done     chan struct{}
 	mu       sync.Mutex
-	upstream net.Conn
+	up       net.Conn // the upstream connection, once opened
 	closed   bool
-	last     Direction // direction of the last flight
-	flights  int
 }
 
 func (r *relay) close() {
@@ -251,8 +259,8 @@ func (r *relay) close() {
 	r.closed = true
 	close(r.done)
 	r.client.Close()
-	if r.upstream != nil {
-		r.upstream.Close()
+	if r.up != nil {
+		r.up.Close()
 	}
 }
 
@@ -281,7 +289,7 @@ func (r *relay) run() {
 	if !r.wait(r.ready) {
 		return
 	}
-	u, err := r.link.dial("tcp", r.link.upstream)
+	u, err := r.link.dial("tcp", r.upstream)
 	r.log.mu.Lock()
 	r.log.c.Dialled = time.Now()
 	if err != nil {
@@ -300,7 +308,7 @@ func (r *relay) run() {
 		u.Close()
 		return
 	}
-	r.upstream = u
+	r.up = u
 	r.mu.Unlock()
 
 	down := make(chan chunk, MaxInFlight/chunkSize)
