@@ -57,9 +57,9 @@ type wanRun struct {
 	// Phases, in order; they add up to Total. For the floor only Startup
 	// (to the TCP connect) and SSH.
 	Startup, API, Gap, Channel, SSH time.Duration
-	APIConns, APITurns             int // before the data channel opened
-	MsgConns, MsgTurns             int // MsgTurns: before the agent dialled
-	SSHTurns                       int // ssh's own, client → sshd
+	APIConns, APITurns              int // before the data channel opened
+	MsgConns, MsgTurns              int // MsgTurns: before the agent dialled
+	SSHTurns                        int // ssh's own, client → sshd
 }
 
 type wanResults struct {
