@@ -121,20 +121,28 @@ func BenchmarkAnsible(b *testing.B) {
 	}
 
 	type apath struct {
-		name   string
-		client *testenv.Client
-		direct bool // the floor: ssh straight to sshd
+		name      string
+		sshConfig string
+		direct    bool // the floor: ssh straight to sshd
+	}
+	// The floor's hosts are names that ssh maps to the one sshd, so that
+	// each is a host of its own to ssh (and gets a ControlPersist master
+	// of its own), as ten machines would.
+	floorClient := sshd.Client(b, "")
+	floorConfig := filepath.Join(dir, "floor_ssh_config")
+	if err := os.WriteFile(floorConfig, []byte(fmt.Sprintf("Host node-*\n  HostName 127.0.0.1\n  Port %d\nHost *\nInclude %s\n", sshd.Port, floorClient.ConfigPath)), 0o600); err != nil {
+		b.Fatal(err)
 	}
 	paths := []apath{
-		{wanFloor, sshd.Client(b, ""), true},
-		{wanProxy, sshd.Client(b, tl.Proxy+" %h %p"), false},
+		{wanFloor, floorConfig, true},
+		{wanProxy, sshd.Client(b, tl.Proxy+" %h %p").ConfigPath, false},
 	}
 	if tl.Plugin != "" {
 		home := filepath.Join(dir, "home")
 		if err := os.Mkdir(home, 0o700); err != nil {
 			b.Fatal(err)
 		}
-		paths = append(paths, apath{wanOfficial, sshd.Client(b, fmt.Sprintf("env HOME=%s %s -child -plugin %s %%h %%p", home, tl.Shim, tl.Plugin)), false})
+		paths = append(paths, apath{wanOfficial, sshd.Client(b, fmt.Sprintf("env HOME=%s %s -child -plugin %s %%h %%p", home, tl.Shim, tl.Plugin)).ConfigPath, false})
 	} else {
 		r.notes = append(r.notes, "The official client is not in this table: "+tl.OfficialErr.Error()+".")
 	}
@@ -157,13 +165,13 @@ func BenchmarkAnsible(b *testing.B) {
 				inv.WriteString("[nodes]\n")
 				for k, inst := range instances {
 					if p.direct {
-						fmt.Fprintf(&inv, "node-%d ansible_host=127.0.0.1 ansible_port=%d\n", k+1, sshd.Port)
+						fmt.Fprintf(&inv, "node-%d\n", k+1)
 					} else {
 						fmt.Fprintf(&inv, "node-%d ansible_host=%s\n", k+1, inst.ID)
 					}
 				}
-				fmt.Fprintf(&inv, "\n[all:vars]\nansible_user=%s\nansible_ssh_common_args=-F %s\nbase=%s\n", sshd.User, p.client.ConfigPath, filepath.Join(run, "remote"))
-				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.client.ConfigPath, env)
+				fmt.Fprintf(&inv, "\n[all:vars]\nansible_user=%s\nansible_ssh_common_args=-F %s\nbase=%s\n", sshd.User, p.sshConfig, filepath.Join(run, "remote"))
+				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.sshConfig, env)
 				r.secs[mode][p.name] = append(r.secs[mode][p.name], secs)
 				b.Logf("%-22s %-9s %.2f s", mode, p.name, secs)
 				if !p.direct {
@@ -198,7 +206,7 @@ nocows = True
 [ssh_connection]
 ssh_args = %s
 control_path_dir = %s
-control_path = %%(directory)s/%%%%C
+control_path = %%(directory)s/%%%%n
 pipelining = True
 `, invFile, ansibleHosts(), filepath.Join(run, "remote-tmp"), filepath.Join(run, "local-tmp"), sshArgs, cp)
 	cfgFile := filepath.Join(run, "ansible.cfg")
@@ -222,7 +230,10 @@ pipelining = True
 	start := time.Now()
 	err := cmd.Run()
 	secs := time.Since(start).Seconds()
-	stopMasters(b, cp, sshConfig)
+	masters := stopMasters(b, cp, sshConfig)
+	if mode == modePersist && masters != ansibleHosts() {
+		b.Fatalf("%s %s: %d ControlPersist masters left, want one per host:\n%s", path, mode, masters, tail(out.String(), 2000))
+	}
 	if err != nil {
 		b.Fatalf("%s %s: ansible-playbook: %v\n%s", path, mode, err, tail(out.String(), 4000))
 	}
@@ -233,8 +244,9 @@ pipelining = True
 }
 
 // stopMasters asks every ControlPersist master under dir to exit, through
-// its control socket, so that the next run starts cold.
-func stopMasters(b *testing.B, dir, sshConfig string) {
+// its control socket, so that the next run starts cold, and returns how
+// many there were.
+func stopMasters(b *testing.B, dir, sshConfig string) int {
 	b.Helper()
 	socks, _ := filepath.Glob(filepath.Join(dir, "*"))
 	for _, s := range socks {
@@ -245,6 +257,7 @@ func stopMasters(b *testing.B, dir, sshConfig string) {
 			b.Logf("stopping the master at %s: %v %s", s, err, out)
 		}
 	}
+	return len(socks)
 }
 
 func (r *ansibleResults) write(b *testing.B) {
@@ -265,7 +278,7 @@ func (r *ansibleResults) markdown() string {
 	w("")
 	runHeader(w, r.started, *flagQuick, r.load, "bash bench/run.sh --ansible-only"+quickFlag())
 	if r.version != "" {
-		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (`ansible_host=127.0.0.1`, its port); the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest, and the masters are ended between runs so that every run starts cold. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), r.runs)
+		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest, and the masters (counted: one per host, or the run fails) are ended between runs so that every run starts cold. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), r.runs)
 		w("")
 		has := func(p string) bool { return strings.Contains(strings.Join(r.paths, ","), p) }
 		cols := []string{"floor, s", "ssm-proxy, s", "ssm-proxy ÷ floor"}

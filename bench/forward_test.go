@@ -14,16 +14,21 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -98,7 +103,57 @@ type fwdResults struct {
 	sizeUp    map[string]int64
 	sizeDown  map[string]int64
 	setupRuns int
+	rtt       time.Duration              // of the set-ups at a distance (0: none)
+	setupWAN  map[string][]time.Duration // set-ups through links of rtt
 	notes     []string
+}
+
+var flagForwardRTT = flag.Duration("forward-rtt", 100*time.Millisecond, "RTT of the port-forwarding set-ups at a distance (0: none)")
+
+// forwardAtDistance measures the set-up of new connections on established
+// forwardings whose emulators are behind latency links of rtt with TLS,
+// as BenchmarkWAN's are; the destination and sshd are next to the agent.
+func forwardAtDistance(b *testing.B, r *fwdResults, tl *toolset, sshd *testenv.SSHD, dest string, rtt time.Duration, logs *os.File) {
+	b.Helper()
+	tlsOpts, caFile := newTLS(b, b.TempDir())
+	_, destPort, _ := net.SplitHostPort(dest)
+	r.setupWAN = map[string][]time.Duration{}
+	type fpath struct {
+		name  string
+		we    *wanEmulator
+		start func(we *wanEmulator) (string, func())
+	}
+	paths := []fpath{
+		{fwdForward, startWANEmulator(b, ssmtest.Options{TargetAddr: dest}, tlsOpts, caFile, false, rtt), func(we *wanEmulator) (string, func()) {
+			return startProxyForward(b, tl.Proxy, we.env, destPort, logs)
+		}},
+		{fwdSSHL, startWANEmulator(b, ssmtest.Options{TargetAddr: sshd.Addr}, tlsOpts, caFile, false, rtt), func(we *wanEmulator) (string, func()) {
+			return startSSHL(b, sshd.Client(b, tl.Proxy+" %h %p"), we.env, dest, logs)
+		}},
+	}
+	if tl.Plugin != "" {
+		pool := x509.NewCertPool()
+		pem, err := os.ReadFile(caFile)
+		if err != nil || !pool.AppendCertsFromPEM(pem) {
+			b.Fatalf("CA %s: %v", caFile, err)
+		}
+		paths = append(paths, fpath{fwdOfficial, startWANEmulator(b, ssmtest.Options{TargetAddr: dest}, tlsOpts, caFile, true, rtt), func(we *wanEmulator) (string, func()) {
+			api := ssm.New(ssm.Options{
+				Region: ssmtest.DefaultRegion, BaseEndpoint: aws.String(we.emu.Endpoint()), Credentials: ssmtest.Credentials(), RetryMaxAttempts: 1,
+				HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
+			})
+			return startOfficialForward(b, tl.Plugin, we.emu, api, we.env, destPort, logs)
+		}})
+	}
+	for _, p := range paths {
+		addr, stop := p.start(p.we)
+		for range r.setupRuns {
+			r.setupWAN[p.name] = append(r.setupWAN[p.name], fwdSetup(b, p.name, addr))
+		}
+		b.Logf("%-26s set-up at %v RTT: %.1f ms", p.name, rtt, ms(medianDur(r.setupWAN[p.name])))
+		stop()
+		waitIdle(b, p.we.emu)
+	}
 }
 
 // BenchmarkForward measures the three port forwardings (use -benchtime
@@ -155,7 +210,7 @@ func BenchmarkForward(b *testing.B) {
 	}
 	if tl.Plugin != "" {
 		paths = append(paths, fpath{fwdOfficial, func() (string, func()) {
-			return startOfficialForward(b, tl.Plugin, emu, destPort, logs)
+			return startOfficialForward(b, tl.Plugin, emu, ssmtest.APIClient(emu.Endpoint()), ssmtest.ClientEnv(b, emu.Endpoint()), destPort, logs)
 		}})
 	} else {
 		r.notes = append(r.notes, "The official client is not in this table: "+tl.OfficialErr.Error()+".")
@@ -183,6 +238,10 @@ func BenchmarkForward(b *testing.B) {
 			waitIdle(b, emu)
 			waitIdle(b, emuSSH)
 		}
+	}
+	if rtt := *flagForwardRTT; rtt > 0 {
+		r.rtt = rtt
+		forwardAtDistance(b, r, tl, sshd, dest, rtt, logs)
 	}
 	report := r.markdown()
 	b.Log("\n" + report)
@@ -293,7 +352,7 @@ var pluginPortOpened = regexp.MustCompile(`Port (\d+) opened for sessionId`)
 // AWS-StartPortForwardingSession --parameters
 // portNumber=PORT,localPortNumber=0` does (§1.6): StartSession, then the
 // plugin with the CLI's argv; it prints the port it listens on.
-func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, port string, logs *os.File) (string, func()) {
+func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, api *ssm.Client, env []string, port string, logs *os.File) (string, func()) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -302,7 +361,7 @@ func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, port
 		DocumentName string
 		Parameters   map[string][]string
 	}{testenv.ExampleInstanceID, "AWS-StartPortForwardingSession", map[string][]string{"portNumber": {port}, "localPortNumber": {"0"}}}
-	out, err := ssmtest.APIClient(emu.Endpoint()).StartSession(ctx, &ssm.StartSessionInput{
+	out, err := api.StartSession(ctx, &ssm.StartSessionInput{
 		Target: aws.String(req.Target), DocumentName: aws.String(req.DocumentName), Parameters: req.Parameters,
 	})
 	if err != nil {
@@ -321,7 +380,7 @@ func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, port
 	cmd := &exec.Cmd{
 		Path:   plugin,
 		Args:   []string{"session-manager-plugin", string(resp), ssmtest.DefaultRegion, "StartSession", "", string(params), emu.Endpoint()},
-		Env:    append(ssmtest.ClientEnv(b, emu.Endpoint()), "HOME="+tmp, "TMPDIR="+tmp),
+		Env:    append(slices.Clone(env), "HOME="+tmp, "TMPDIR="+tmp),
 		Stderr: logs,
 	}
 	stdout, err := cmd.StdoutPipe()
@@ -473,15 +532,32 @@ func (r *fwdResults) markdown() string {
 	w("")
 	runHeader(w, r.started, *flagQuick, r.load, "bash bench/run.sh --forward-only"+quickFlag())
 	w("On loopback, unpaced emulator, one destination server (echo, source or sink). **ssm-proxy forward** `i-… 0:PORT`: AWS-StartPortForwardingSession, one smux stream per connection (§7.4); **ssh -L** through ssm-proxy: AWS-StartSSHSession to a real sshd, which opens the destination for each direct-tcpip channel; **official plugin** %s in its port-forwarding mode, started as the AWS CLI starts it, listening on the port it prints. Set-up: %d new TCP connections per forwarding once it is established, each timed from the connect to the first echoed byte. Throughput: one bulk connection each way, upload timed from the first write to the sink's answer, download from the first byte to the last.", "1.3.0.0", r.setupRuns)
+	if r.rtt > 0 {
+		w("")
+		w("At a distance: the same set-ups with each path's emulator serving TLS behind latency links of %v RTT (as in the wide-area section; the destination and sshd next to the agent, without delay). A new connection over smux costs one round trip when its SYN and first bytes go out together (the agent dials, then echoes); ssh -L waits for sshd's channel-open confirmation before it sends, one more.", r.rtt)
+	}
 	w("")
-	w("| path | set-up median, ms | set-up p90, ms | upload, MB/s | download, MB/s | sizes up / down |")
-	w("|---|---:|---:|---:|---:|---|")
+	distance := ""
+	if r.rtt > 0 {
+		distance = fmt.Sprintf(" | set-up at %v RTT, median", r.rtt)
+	}
+	w("| path | set-up median, ms | set-up p90, ms%s | upload, MB/s | download, MB/s | sizes up / down |", distance)
+	if r.rtt > 0 {
+		w("|---|---:|---:|---:|---:|---:|---|")
+	} else {
+		w("|---|---:|---:|---:|---:|---|")
+	}
 	for _, p := range r.paths {
 		var s []float64
 		for _, d := range r.setup[p] {
 			s = append(s, ms(d))
 		}
-		w("| %s | %s | %s | %s | %s | %s / %s |", p, f(median(s), 2), f(quantile(s, .9), 2), f(medianRate(r.up[p])/1e6, 2), f(medianRate(r.down[p])/1e6, 2), mib(r.sizeUp[p]), mib(r.sizeDown[p]))
+		far := ""
+		if r.rtt > 0 {
+			d := medianDur(r.setupWAN[p])
+			far = fmt.Sprintf(" | %.0f ms = %.2f RTT", ms(d), rtts(d, r.rtt))
+		}
+		w("| %s | %s | %s%s | %s | %s | %s / %s |", p, f(median(s), 2), f(quantile(s, .9), 2), far, f(medianRate(r.up[p])/1e6, 2), f(medianRate(r.down[p])/1e6, 2), mib(r.sizeUp[p]), mib(r.sizeDown[p]))
 	}
 	w("")
 	for _, n := range r.notes {

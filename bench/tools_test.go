@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ssm-proxy/ssm-proxy/bench/internal/wan"
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
 )
 
@@ -184,4 +185,50 @@ func medianDur(v []time.Duration) time.Duration {
 		f = append(f, float64(d))
 	}
 	return time.Duration(median(f))
+}
+
+// wanEmulator is an emulator serving TLS behind two latency links, one for
+// the SSM API and one for the data channel, and the environment of a
+// client that reaches it through them.
+type wanEmulator struct {
+	emu      *ssmtest.Server
+	api, msg *wan.Link
+	env      []string
+}
+
+// startWANEmulator starts o (its TLS, AdvertiseAddr and StreamURLHost
+// filled in) behind links of rtt. ownStreamHost: the StreamUrls name the
+// data-channel link, for a client that dials them as they are (the
+// official plugin); else they name messagesHost, which the client reaches
+// through AWS_ENDPOINT_URL_SSMMESSAGES pointed at the link (ssm-proxy).
+func startWANEmulator(b *testing.B, o ssmtest.Options, tlsOpts ssmtest.Options, caFile string, ownStreamHost bool, rtt time.Duration) *wanEmulator {
+	b.Helper()
+	newLink := func(name string) *wan.Link {
+		l, err := wan.Listen(name, "", rtt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { l.Close() })
+		return l
+	}
+	w := &wanEmulator{api: newLink("api"), msg: newLink("messages")}
+	o.TLS = tlsOpts.TLS
+	o.AdvertiseAddr = w.api.Addr()
+	o.StreamURLHost = messagesHost
+	if ownStreamHost {
+		o.StreamURLHost = w.msg.Addr()
+	}
+	emu, err := ssmtest.Start(o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { emu.Close() })
+	w.emu = emu
+	w.api.SetUpstream(emu.Addr())
+	w.msg.SetUpstream(emu.Addr())
+	w.env = append(ssmtest.ClientEnv(b, emu.Endpoint()), tlsEnv(caFile)...)
+	if !ownStreamHost {
+		w.env = append(w.env, "AWS_ENDPOINT_URL_SSMMESSAGES=https://"+w.msg.Addr())
+	}
+	return w
 }

@@ -123,27 +123,9 @@ func BenchmarkWAN(b *testing.B) {
 	// reached through AWS_ENDPOINT_URL_SSMMESSAGES.
 	ssmPath := func(name, host string, ownStreamHost bool, patterns []string, proxyCommand func(p *wanPath) string) *wanPath {
 		p := &wanPath{name: name, host: host}
-		p.api, p.msg = newLink("api", ""), newLink("messages", "")
 		p.tap = newLink("agent→sshd", sshd.Addr)
-		o := tlsOpts
-		o.TargetAddr = p.tap.Addr()
-		o.AdvertiseAddr = p.api.Addr()
-		o.StreamURLHost = messagesHost
-		if ownStreamHost {
-			o.StreamURLHost = p.msg.Addr()
-		}
-		emu, err := ssmtest.Start(o)
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(func() { emu.Close() })
-		p.emu = emu
-		p.api.SetUpstream(emu.Addr())
-		p.msg.SetUpstream(emu.Addr())
-		p.env = append(ssmtest.ClientEnv(b, emu.Endpoint()), tlsEnv(caFile)...)
-		if !ownStreamHost {
-			p.env = append(p.env, "AWS_ENDPOINT_URL_SSMMESSAGES=https://"+p.msg.Addr())
-		}
+		we := startWANEmulator(b, ssmtest.Options{TargetAddr: p.tap.Addr()}, tlsOpts, caFile, ownStreamHost, 0)
+		p.emu, p.api, p.msg, p.env = we.emu, we.api, we.msg, we.env
 		p.client = sshd.ClientWith(b, testenv.ClientOptions{ProxyCommand: proxyCommand(p), HostPatterns: patterns})
 		return p
 	}
