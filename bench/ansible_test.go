@@ -68,6 +68,10 @@ type ansibleResults struct {
 	notes []string
 }
 
+// ansibleSocat is the path through socat, the floor of the other
+// sections.
+const ansibleSocat = "socat, nodelay"
+
 const (
 	modeNoPersist = "without ControlPersist"
 	modePersist   = "with ControlPersist"
@@ -133,8 +137,17 @@ func BenchmarkAnsible(b *testing.B) {
 	if err := os.WriteFile(floorConfig, []byte(fmt.Sprintf("Host node-*\n  HostName 127.0.0.1\n  Port %d\nHost *\nInclude %s\n", sshd.Port, floorClient.ConfigPath)), 0o600); err != nil {
 		b.Fatal(err)
 	}
+	// The same through socat with TCP_NODELAY, the other benchmarks'
+	// floor: ssh sets no TCP_NODELAY on a connection without a terminal,
+	// so plain ssh meets Nagle's algorithm and sshd's delayed acks, which
+	// a ProxyCommand's pipe never does.
+	socatConfig := filepath.Join(dir, "socat_ssh_config")
+	if err := os.WriteFile(socatConfig, []byte(fmt.Sprintf("Host node-*\n  ProxyCommand %s - TCP:%s,nodelay\n  HostKeyAlias 127.0.0.1\nHost *\nInclude %s\n", testenv.Bin(b, "socat"), sshd.Addr, floorClient.ConfigPath)), 0o600); err != nil {
+		b.Fatal(err)
+	}
 	paths := []apath{
 		{wanFloor, floorConfig, true},
+		{ansibleSocat, socatConfig, true},
 		{wanProxy, sshd.Client(b, tl.Proxy+" %h %p").ConfigPath, false},
 	}
 	if tl.Plugin != "" {
@@ -278,25 +291,25 @@ func (r *ansibleResults) markdown() string {
 	w("")
 	runHeader(w, r.started, *flagQuick, r.load, "bash bench/run.sh --ansible-only"+quickFlag())
 	if r.version != "" {
-		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest, and the masters (counted: one per host, or the run fails) are ended between runs so that every run starts cold. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), r.runs)
+		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); **socat, nodelay** is the same names through `ProxyCommand socat - TCP:sshd,nodelay`, the floor of the other sections: ssh sets no TCP_NODELAY on a connection without a terminal, so plain ssh's own TCP connection meets Nagle's algorithm and sshd's delayed acks, which a ProxyCommand's pipe never does; the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest, and the masters (counted: one per host, or the run fails) are ended between runs so that every run starts cold. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), r.runs)
 		w("")
-		has := func(p string) bool { return strings.Contains(strings.Join(r.paths, ","), p) }
-		cols := []string{"floor, s", "ssm-proxy, s", "ssm-proxy ÷ floor"}
-		if has(wanOfficial) {
-			cols = []string{"floor, s", "ssm-proxy, s", "official, s", "ssm-proxy ÷ floor", "official ÷ floor"}
+		cols := []string{}
+		for _, p := range r.paths {
+			cols = append(cols, p+", s")
+		}
+		for _, p := range r.paths[1:] {
+			cols = append(cols, p+" ÷ floor")
 		}
 		w("| | %s |", strings.Join(cols, " | "))
 		w("|---|%s", strings.Repeat("---:|", len(cols)))
 		for _, mode := range []string{modeNoPersist, modePersist} {
 			m := r.secs[mode]
-			fl, px, of := median(m[wanFloor]), median(m[wanProxy]), median(m[wanOfficial])
-			cells := []string{f(fl, 2), f(px, 2)}
-			if has(wanOfficial) {
-				cells = append(cells, f(of, 2))
+			var cells []string
+			for _, p := range r.paths {
+				cells = append(cells, f(median(m[p]), 2))
 			}
-			cells = append(cells, ratio(px, fl))
-			if has(wanOfficial) {
-				cells = append(cells, ratio(of, fl))
+			for _, p := range r.paths[1:] {
+				cells = append(cells, ratio(median(m[p]), median(m[wanFloor])))
 			}
 			w("| %s | %s |", mode, strings.Join(cells, " | "))
 		}
@@ -309,7 +322,10 @@ func (r *ansibleResults) markdown() string {
 			m := r.secs[mode]
 			fl, px := median(m[wanFloor]), median(m[wanProxy])
 			if fl > 0 && px > 0 {
-				w("| Ansible %s: ssm-proxy within 10 %% of the floor | %.2f s vs %.2f s (%+.1f %%) | %s |", mode, px, fl, 100*(px/fl-1), mark(px <= 1.1*fl))
+				w("| Ansible %s: ssm-proxy within 10 %% of the floor (plain ssh) | %.2f s vs %.2f s (%+.1f %%) | %s |", mode, px, fl, 100*(px/fl-1), mark(px <= 1.1*fl))
+			}
+			if so := median(m[ansibleSocat]); so > 0 && px > 0 {
+				w("| the same against socat, nodelay | %.2f s vs %.2f s (%+.1f %%) | %s |", px, so, 100*(px/so-1), mark(px <= 1.1*so))
 			}
 		}
 		w("")
