@@ -64,8 +64,11 @@ type ansibleResults struct {
 	runs    int
 	paths   []string
 	// secs[mode][path]: mode "persist" or "no persist"
-	secs  map[string]map[string][]float64
-	notes []string
+	secs map[string]map[string][]float64
+	// sessions[mode] are the SSM sessions each SSM run started: the ssh
+	// connections that paid a session set-up.
+	sessions map[string][]float64
+	notes    []string
 }
 
 // ansibleSocat is the path through socat, the floor of the other
@@ -83,7 +86,7 @@ func BenchmarkAnsible(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("run with -benchtime 1x")
 	}
-	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}}
+	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}, sessions: map[string][]float64{}}
 	playbookBin, err := testenv.LookPath("ansible-playbook")
 	if err != nil {
 		r.notes = append(r.notes, "ansible-playbook is not installed here (Debian package ansible-core; bench/run.sh installs it when run as root), so nothing was measured.")
@@ -184,11 +187,13 @@ func BenchmarkAnsible(b *testing.B) {
 					}
 				}
 				fmt.Fprintf(&inv, "\n[all:vars]\nansible_user=%s\nansible_ssh_common_args=-F %s\nbase=%s\n", sshd.User, p.sshConfig, filepath.Join(run, "remote"))
+				before := emu.Stats().SessionsStarted
 				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.sshConfig, env)
 				r.secs[mode][p.name] = append(r.secs[mode][p.name], secs)
 				b.Logf("%-22s %-9s %.2f s", mode, p.name, secs)
 				if !p.direct {
 					waitIdle(b, emu)
+					r.sessions[mode] = append(r.sessions[mode], float64(emu.Stats().SessionsStarted-before))
 				}
 			}
 		}
@@ -314,6 +319,10 @@ func (r *ansibleResults) markdown() string {
 			w("| %s | %s |", mode, strings.Join(cells, " | "))
 		}
 		w("")
+		if n := median(r.sessions[modeNoPersist]); n > 0 {
+			w("Sessions per SSM run (the ssh connections that each paid a session set-up), median: %.0f without ControlPersist, %.0f with.", n, median(r.sessions[modePersist]))
+			w("")
+		}
 		w("### Targets")
 		w("")
 		w("| target | measured | |")
