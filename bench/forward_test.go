@@ -142,7 +142,7 @@ func forwardAtDistance(b *testing.B, r *fwdResults, tl *toolset, sshd *testenv.S
 				Region: ssmtest.DefaultRegion, BaseEndpoint: aws.String(we.emu.Endpoint()), Credentials: ssmtest.Credentials(), RetryMaxAttempts: 1,
 				HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}},
 			})
-			return startOfficialForward(b, tl.Plugin, we.emu, api, we.env, destPort, logs)
+			return startOfficialForward(b, tl.Plugin, we.emu, api, we.env, destPort, logs, r.note)
 		}})
 	}
 	for _, p := range paths {
@@ -210,7 +210,7 @@ func BenchmarkForward(b *testing.B) {
 	}
 	if tl.Plugin != "" {
 		paths = append(paths, fpath{fwdOfficial, func() (string, func()) {
-			return startOfficialForward(b, tl.Plugin, emu, ssmtest.APIClient(emu.Endpoint()), ssmtest.ClientEnv(b, emu.Endpoint()), destPort, logs)
+			return startOfficialForward(b, tl.Plugin, emu, ssmtest.APIClient(emu.Endpoint()), ssmtest.ClientEnv(b, emu.Endpoint()), destPort, logs, r.note)
 		}})
 	} else {
 		r.notes = append(r.notes, "The official client is not in this table: "+tl.OfficialErr.Error()+".")
@@ -352,7 +352,7 @@ var pluginPortOpened = regexp.MustCompile(`Port (\d+) opened for sessionId`)
 // AWS-StartPortForwardingSession --parameters
 // portNumber=PORT,localPortNumber=0` does (§1.6): StartSession, then the
 // plugin with the CLI's argv; it prints the port it listens on.
-func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, api *ssm.Client, env []string, port string, logs *os.File) (string, func()) {
+func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, api *ssm.Client, env []string, port string, logs *os.File, note func(string)) (string, func()) {
 	b.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -407,13 +407,29 @@ func startOfficialForward(b *testing.B, plugin string, emu *ssmtest.Server, api 
 	}()
 	stop := func() {
 		cmd.Process.Signal(os.Interrupt) // ours, by its PID: Ctrl-C ends the session (§7.4)
+		how := "exited on SIGINT"
 		select {
 		case <-exited:
 		case <-time.After(30 * time.Second):
+			how = "did not exit within 30 s of SIGINT and was killed"
 			cmd.Process.Kill()
 			<-exited
 		}
 		os.RemoveAll(tmp)
+		// Ctrl-C should have ended the session with the TerminateSession
+		// flag; if it did not, end it as a user would have to, so that the
+		// next measurement starts on an idle emulator, and say so.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if emu.WaitIdle(ctx) != nil {
+			b.Logf("the official plugin %s; its session %s is still open", how, aws.ToString(out.SessionId))
+			note(fmt.Sprintf("At least once the official plugin %s and left its session open; the benchmark ended it with TerminateSession.", how))
+			tctx, tcancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer tcancel()
+			if _, err := api.TerminateSession(tctx, &ssm.TerminateSessionInput{SessionId: out.SessionId}); err != nil {
+				b.Fatalf("TerminateSession %s: %v", aws.ToString(out.SessionId), err)
+			}
+		}
 	}
 	select {
 	case p := <-ready:
@@ -523,6 +539,13 @@ func fwdDownload(b *testing.B, path, addr string, n int64) xfer {
 		}
 	}
 	return xfer{Bytes: n, Secs: time.Since(first).Seconds()}
+}
+
+// note records something the report must say, once.
+func (r *fwdResults) note(s string) {
+	if !slices.Contains(r.notes, s) {
+		r.notes = append(r.notes, s)
+	}
 }
 
 func (r *fwdResults) markdown() string {
