@@ -1,7 +1,7 @@
 // Package bench holds the benchmarks of ssm-proxy against the floor (no
 // SSM at all) and the official session-manager-plugin, run by
 //
-//	bash bench/run.sh           # everything, about 20 minutes
+//	bash bench/run.sh           # everything, about 30 minutes
 //	bash bench/run.sh --quick   # smaller and fewer, about 5 minutes
 //	bash bench/run.sh --wan-only  # one part (see run.sh --help)
 //

@@ -16,7 +16,7 @@
 #      ControlPersist (Debian's ansible-core; installed here when run as
 #      root and missing, else skipped with a note).
 #
-#   bash bench/run.sh                  # everything, about 20 minutes
+#   bash bench/run.sh                  # everything, about 30 minutes
 #   bash bench/run.sh --quick          # smaller and fewer: about 5 minutes, indicative only
 #   bash bench/run.sh --no-official    # without building the official client
 #   bash bench/run.sh --wan-only       # only 2 (also --loopback-only, --forward-only,
