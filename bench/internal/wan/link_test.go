@@ -3,13 +3,17 @@ package wan
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/binary"
 	"io"
 	"net"
 	"testing"
 	"time"
 )
 
-// echoServer echoes every connection until EOF, then half-closes.
+// echoServer answers every message of a connection whole: it reads a
+// 4-byte length and that many bytes, then writes them back, so that
+// nothing it sends overlaps what the client is still sending. At EOF it
+// half-closes.
 func echoServer(t *testing.T) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -25,7 +29,19 @@ func echoServer(t *testing.T) string {
 			}
 			go func() {
 				defer c.Close()
-				io.Copy(c, c)
+				for {
+					var hdr [4]byte
+					if _, err := io.ReadFull(c, hdr[:]); err != nil {
+						break
+					}
+					msg := make([]byte, binary.BigEndian.Uint32(hdr[:]))
+					if _, err := io.ReadFull(c, msg); err != nil {
+						break
+					}
+					if _, err := c.Write(msg); err != nil {
+						return
+					}
+				}
 				c.(*net.TCPConn).CloseWrite()
 			}()
 		}
@@ -43,10 +59,11 @@ func listen(t *testing.T, upstream string, rtt time.Duration) *Link {
 	return l
 }
 
-// exchange writes msg, reads as many bytes back and returns them.
+// exchange sends msg as one message, reads its echo and returns it.
 func exchange(t *testing.T, c net.Conn, msg []byte) []byte {
 	t.Helper()
-	if _, err := c.Write(msg); err != nil {
+	framed := binary.BigEndian.AppendUint32(nil, uint32(len(msg)))
+	if _, err := c.Write(append(framed, msg...)); err != nil {
 		t.Fatal(err)
 	}
 	got := make([]byte, len(msg))
@@ -114,8 +131,8 @@ func TestLinkRelaysAndLogs(t *testing.T) {
 			}
 		}
 	}
-	if want := int64(len(small) + len(big)); up != want || down != want {
-		t.Errorf("logged %d bytes up, %d down; want %d each", up, down, want)
+	if want := int64(len(small) + len(big)); up != want+8 || down != want {
+		t.Errorf("logged %d bytes up, %d down; want %d and %d", up, down, want+8, want)
 	}
 	if n := len(l.Since(time.Now().Add(time.Hour))); n != 0 {
 		t.Errorf("Since(future) has %d connections", n)
