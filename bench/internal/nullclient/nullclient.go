@@ -26,13 +26,12 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ssm-proxy/ssm-proxy/protocol"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
-// clientVersion is what the null client tells the gateway and the agent
-// (§6.2): the lowest version the service accepts (§15.2), with every
-// feature an SSH session needs. The null client does not sign its
-// upgrade, which the emulator accepts unless RequireSignedUpgrade.
-const clientVersion = "1.2.764.0"
+// clientVersion is what the null client tells the agent (§6.2); any version
+// with the features a port session needs.
+const clientVersion = proxy.DefaultClientVersion
 
 // Session is one session of the null client. Send may be called from one
 // goroutine while Receive or Proxy runs in another.
