@@ -91,7 +91,9 @@ micro=$(mktemp)
 tools=$(mktemp -d)
 trap 'rm -rf "$micro" "$tools"' EXIT
 
-common=(-out "$PWD/BENCHMARKS.md" -tools "$tools" -official="$official")
+rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+git diff --quiet HEAD -- . ':!BENCHMARKS.md' ':!bench/throughput.svg' 2>/dev/null || rev="$rev with local changes"
+common=(-out "$PWD/BENCHMARKS.md" -tools "$tools" -official="$official" -rev "$rev")
 if $quick; then
 	common+=(-quick)
 fi

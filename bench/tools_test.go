@@ -22,7 +22,10 @@ import (
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
 )
 
-var flagTools = flag.String("tools", "", "directory the benchmarks build their binaries into and reuse them from (default: a temporary one)")
+var (
+	flagTools = flag.String("tools", "", "directory the benchmarks build their binaries into and reuse them from (default: a temporary one)")
+	flagRev   = flag.String("rev", "", "the commit the binaries are built from, for the report (bench/run.sh passes it)")
+)
 
 // toolset is the binaries the benchmarks run. Plugin and Shim are empty
 // when the official client could not be built (OfficialErr says why) or
@@ -162,8 +165,12 @@ func runHeader(w func(string, ...any), started time.Time, quick bool, loadStart,
 	if quick {
 		mode = "quick run (`--quick`, indicative only)"
 	}
-	w("%s, %s, took %s, %d CPUs (GOMAXPROCS %d); load average %s at the start, %s at the end. Produced by `%s`.",
-		started.UTC().Format("2006-01-02 15:04 MST"), mode, time.Since(started).Round(time.Second),
+	built := ""
+	if *flagRev != "" {
+		built = " of ssm-proxy built from " + *flagRev
+	}
+	w("%s, %s%s, took %s, %d CPUs (GOMAXPROCS %d); load average %s at the start, %s at the end. Produced by `%s`.",
+		started.UTC().Format("2006-01-02 15:04 MST"), mode, built, time.Since(started).Round(time.Second),
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), loadStart, loadAvg(), command)
 	w("")
 }
