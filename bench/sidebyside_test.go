@@ -237,37 +237,23 @@ func newHarness(b *testing.B, r *results) *harness {
 	b.Helper()
 	dir := b.TempDir()
 	h := &harness{b: b, r: r, dir: dir}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		b.Fatal(err)
-	}
 	bin := filepath.Join(dir, "bin")
 	if err := os.Mkdir(bin, 0o755); err != nil {
 		b.Fatal(err)
 	}
-	b.Logf("building ssm-proxy and rusage-exec")
-	proxyBin := goBuild(b, root, nil, filepath.Join(bin, "ssm-proxy"), ".")
-	rusage := goBuild(b, root, nil, filepath.Join(bin, "rusage-exec"), "./bench/cmd/rusage-exec")
-	nullProxy := goBuild(b, root, nil, filepath.Join(bin, "nullproxy"), "./bench/cmd/nullproxy")
-	var plugin, shim string
-	if *flagOfficial {
-		b.Logf("building the official session-manager-plugin and startsession-shim (interop module)")
-		env := []string{"GOWORK=off", "CGO_ENABLED=0"}
-		interop := filepath.Join(root, "interop")
-		var err1, err2 error
-		plugin, err1 = tryGoBuild(interop, env, filepath.Join(bin, "session-manager-plugin"),
-			"github.com/aws/session-manager-plugin/src/sessionmanagerplugin-main")
-		shim, err2 = tryGoBuild(interop, env, filepath.Join(bin, "startsession-shim"), "./cmd/startsession-shim")
-		if err := errors.Join(err1, err2); err != nil {
-			b.Logf("official client not measured: %v", err)
-			r.Notes = append(r.Notes, "The official client could not be built here, so its column is empty: "+firstLine(err.Error()))
-			plugin = ""
-		}
+	b.Logf("building ssm-proxy, rusage-exec, nullproxy and (unless -official=false) the official client")
+	tl := tools(b)
+	proxyBin, rusage, nullProxy := tl.Proxy, tl.Rusage, tl.NullProxy
+	plugin, shim := tl.Plugin, tl.Shim
+	if *flagOfficial && plugin == "" {
+		b.Logf("official client not measured: %v", tl.OfficialErr)
+		r.Notes = append(r.Notes, tl.OfficialErr.Error())
 	}
 
 	h.sshd = testenv.StartSSHD(b)
 	h.unpaced = h.startEmulator(ssmtest.Options{TargetAddr: h.sshd.Addr})
 	h.paced = h.startEmulator(ssmtest.Options{TargetAddr: h.sshd.Addr, Pacing: true})
+	var err error
 	h.logs, err = os.Create(filepath.Join(dir, "ssh.log"))
 	if err != nil {
 		b.Fatal(err)
@@ -569,16 +555,7 @@ func pacingCeiling(b *testing.B, d time.Duration) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// goBuild builds pkg in dir into out, or fails the benchmark.
-func goBuild(b *testing.B, dir string, env []string, out, pkg string) string {
-	b.Helper()
-	p, err := tryGoBuild(dir, env, out, pkg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	return p
-}
-
+// tryGoBuild builds pkg in dir into out.
 func tryGoBuild(dir string, env []string, out, pkg string) (string, error) {
 	cmd := exec.Command("go", "build", "-o", out, pkg)
 	cmd.Dir = dir
