@@ -65,6 +65,7 @@ func newBenchEnv(b *testing.B, opts ssmtest.Options) *benchEnv {
 // yields Run's result. Cancelling ctx ends it.
 func (e *benchEnv) start(b *testing.B, ctx context.Context, stdin io.Reader, stdout io.Writer, opts proxy.Options) <-chan error {
 	b.Helper()
+	opts.StreamHosts = []string{"127.0.0.1"} // the emulator, as AWS_ENDPOINT_URL_SSM names it
 	sess, err := proxy.Start(ctx, e.api, ssmtest.Credentials(), ssmtest.DefaultRegion, proxy.StartInput{
 		Target:     benchTarget,
 		Document:   "AWS-StartSSHSession",
