@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -162,6 +163,7 @@ func (c *cli) connect(ctx context.Context, o options, u *used, port string, log 
 	if err != nil {
 		return err
 	}
+	defer sf.close()
 	if err := c.pushKey(ctx, o, u, sf.cfg, log); err != nil {
 		return err
 	}
@@ -190,6 +192,17 @@ type sessionFactory struct {
 	refresh     func()
 	streamHosts []string
 	predialURL  string
+
+	mu      sync.Mutex
+	predial *proxy.Predial // opened ahead of the first session, until one takes it
+}
+
+// close closes what no session took.
+func (sf *sessionFactory) close() {
+	sf.mu.Lock()
+	defer sf.mu.Unlock()
+	sf.predial.Close()
+	sf.predial = nil
 }
 
 // prepare resolves the AWS configuration and the target (u.target → u.id).
@@ -202,10 +215,18 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 		return nil, errNoRegion
 	}
 	api := ssm.NewFromConfig(cfg)
-	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
+	sf, err := newSessionFactory(ctx, o, log, cfg, api)
+	if err != nil {
 		return nil, err
 	}
-	return newSessionFactory(ctx, o, log, cfg, api)
+	// The messages endpoint's connection opens now, so that a name lookup
+	// and StartSession both run while it does.
+	sf.predial = proxy.StartPredial(ctx, sf.dialer, sf.predialURL, log)
+	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
+		sf.close()
+		return nil, err
+	}
+	return sf, nil
 }
 
 // newSessionFactory is the factory for sessions with cfg and api: the
@@ -243,6 +264,9 @@ func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInpu
 	po.RefreshCredentials = sf.refresh
 	po.StreamHosts = sf.streamHosts
 	po.PredialURL = sf.predialURL
+	sf.mu.Lock()
+	po.Predial, sf.predial = sf.predial, nil // the first session takes it
+	sf.mu.Unlock()
 	po.Logger = sf.log
 	po.Dialer = sf.dialer
 	sess, err := proxy.Start(ctx, sf.api, sf.cfg.Credentials, sf.cfg.Region, in, po)

@@ -69,6 +69,7 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 	if err != nil {
 		return err
 	}
+	defer sf.close()
 	var lns []net.Listener
 	defer func() {
 		for _, ln := range lns {
@@ -210,6 +211,7 @@ func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec
 	if err != nil {
 		return err
 	}
+	defer sf.close()
 	dialFailed := make(chan struct{}, 1)
 	po, handshake := forward.SessionOptions(func() {
 		select {

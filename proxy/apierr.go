@@ -21,3 +21,16 @@ func isPermanentAPIError(err error) bool {
 	}
 	return false
 }
+
+// isThrottled reports an API error that asks the caller to slow down.
+func isThrottled(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "ThrottlingException", "Throttling", "TooManyRequestsException", "RequestLimitExceeded":
+		return true
+	}
+	return false
+}

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/tls"
@@ -13,6 +14,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -171,11 +173,18 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 	return l, nil
 }
 
-// predialed is a connection to the messages endpoint opened while
-// StartSession is in flight: its host follows from the region and the
-// endpoint configuration, so the websocket's TCP and TLS handshakes need
-// not wait for the StreamUrl (Options.PredialURL). Nothing is sent on it
-// before the StreamUrl has been checked and found to name the same host.
+// Predial is a connection to the messages endpoint opened before the
+// StreamUrl is known: its host follows from the region and the endpoint
+// configuration, so the websocket's TCP and TLS handshakes need not wait
+// for StartSession (or for a name lookup before it). Nothing is sent on it
+// before a StreamUrl has been checked and found to name the same host. A
+// Predial is used by at most one session (Options.Predial), or closed.
+type Predial struct {
+	ch   chan *predialed
+	once sync.Once
+}
+
+// predialed is what a Predial's dial produced.
 type predialed struct {
 	hostPort string // the host and port dialed
 	tls      bool
@@ -184,30 +193,39 @@ type predialed struct {
 	err      error
 }
 
-// startPredial opens a connection to raw's host in the background, unless
-// an HTTP proxy applies (gorilla then tunnels through it itself).
-func (s *Session) startPredial(ctx context.Context, raw string) {
-	u, err := url.Parse(raw)
+// StartPredial opens a connection to rawURL's host (ws or wss) in the
+// background with dialer's network settings, bounded by its handshake
+// timeout (45 s if unset). It returns nil — nothing to gain — for a URL
+// that is not a websocket URL, or when an HTTP proxy applies (gorilla then
+// tunnels through it itself).
+func StartPredial(ctx context.Context, dialer *websocket.Dialer, rawURL string, log *slog.Logger) *Predial {
+	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
-		return
+		return nil
 	}
-	if s.dialer.Proxy != nil {
+	d := websocket.Dialer{Proxy: http.ProxyFromEnvironment}
+	if dialer != nil {
+		d = *dialer
+	}
+	if d.Proxy != nil {
 		req := &http.Request{URL: &url.URL{Scheme: strings.Replace(u.Scheme, "ws", "http", 1), Host: u.Host}}
-		if p, err := s.dialer.Proxy(req); err != nil || p != nil {
-			return
+		if p, err := d.Proxy(req); err != nil || p != nil {
+			return nil
 		}
 	}
-	ch := make(chan *predialed, 1)
-	s.predial = ch
-	log := s.log
-	go func() { ch <- s.predialOnce(ctx, u, log) }()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	p := &Predial{ch: make(chan *predialed, 1)}
+	go func() { p.ch <- predialOnce(context.WithoutCancel(ctx), &d, u, log) }()
+	return p
 }
 
-func (s *Session) predialOnce(ctx context.Context, u *url.URL, log *slog.Logger) *predialed {
+func predialOnce(ctx context.Context, d *websocket.Dialer, u *url.URL, log *slog.Logger) *predialed {
 	p := &predialed{hostPort: hostPort(u), tls: u.Scheme == "wss"}
-	ctx, cancel := context.WithTimeout(ctx, s.dialer.HandshakeTimeout)
+	ctx, cancel := context.WithTimeout(ctx, cmp.Or(d.HandshakeTimeout, defaultHandshakeTimeout))
 	defer cancel()
-	dial := s.dialer.NetDialContext
+	dial := d.NetDialContext
 	if dial == nil {
 		dial = (&net.Dialer{}).DialContext
 	}
@@ -220,8 +238,8 @@ func (s *Session) predialOnce(ctx context.Context, u *url.URL, log *slog.Logger)
 	p.conn = p.bc
 	if p.tls {
 		cfg := &tls.Config{}
-		if s.dialer.TLSClientConfig != nil {
-			cfg = s.dialer.TLSClientConfig.Clone()
+		if d.TLSClientConfig != nil {
+			cfg = d.TLSClientConfig.Clone()
 		}
 		if cfg.ServerName == "" {
 			cfg.ServerName = u.Hostname()
@@ -235,23 +253,39 @@ func (s *Session) predialOnce(ctx context.Context, u *url.URL, log *slog.Logger)
 		}
 		p.conn = tc
 	}
-	log.Debug("messages endpoint connected while StartSession was in flight", "host", p.hostPort)
+	log.Debug("messages endpoint connected ahead of the stream URL", "host", p.hostPort)
 	return p
 }
 
-// takePredial returns the predialed connection if it reached u's host and
+// Close closes the connection if no session took it, without waiting for
+// it to finish opening. It is safe to call more than once, and on nil.
+func (p *Predial) Close() {
+	if p == nil {
+		return
+	}
+	p.once.Do(func() {
+		go func() {
+			if r := <-p.ch; r.conn != nil {
+				r.conn.Close()
+			}
+		}()
+	})
+}
+
+// takePredial returns the early connection if it reached u's host and
 // port, waiting for it if it is still being opened; any other is closed.
 // Only the first dial looks.
 func (s *Session) takePredial(ctx context.Context, u *url.URL) *predialed {
-	if s.predial == nil {
+	pd := s.predial
+	if pd == nil {
 		return nil
 	}
+	s.predial = nil
 	var p *predialed
 	select {
-	case p = <-s.predial:
-		s.predial = nil
+	case p = <-pd.ch:
 	case <-ctx.Done():
-		s.dropPredial()
+		pd.Close()
 		return nil
 	}
 	switch {
@@ -266,18 +300,10 @@ func (s *Session) takePredial(ctx context.Context, u *url.URL) *predialed {
 	return p
 }
 
-// dropPredial closes the early connection if no dial took it, without
-// waiting for it to finish opening.
+// dropPredial closes the early connection if no dial took it.
 func (s *Session) dropPredial() {
-	ch := s.predial
+	s.predial.Close()
 	s.predial = nil
-	if ch != nil {
-		go func() {
-			if p := <-ch; p.conn != nil {
-				p.conn.Close()
-			}
-		}()
-	}
 }
 
 // hostPort is u's host and port, with the scheme's default port.

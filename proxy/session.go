@@ -90,6 +90,10 @@ type Options struct {
 	// to it start while StartSession is in flight, saving their round trips
 	// when the StreamUrl names that host (§0). No proxy may apply.
 	PredialURL string
+	// Predial, if set, is such a connection the caller started earlier
+	// (StartPredial), e.g. before a name lookup; the session takes it
+	// over, and PredialURL is not used.
+	Predial *Predial
 	// StreamHosts are hosts the user configured (the ssmmessages and SSM
 	// endpoint overrides) to which a StreamUrl may point besides the AWS
 	// messages endpoints of the session's region (§15.3).
@@ -184,7 +188,7 @@ func (o *Options) setDefaults() {
 		d = *o.Dialer
 	}
 	if d.HandshakeTimeout <= 0 {
-		d.HandshakeTimeout = 45 * time.Second // §2, as the official client
+		d.HandshakeTimeout = defaultHandshakeTimeout
 	}
 	if d.ReadBufferSize <= 0 {
 		d.ReadBufferSize = 64 << 10
@@ -215,8 +219,8 @@ type Session struct {
 	clientID  protocol.UUID
 	id        string
 	streamURL string
-	token     string          // from StartSession; never logged
-	predial   chan *predialed // the early connection (Options.PredialURL); first dial only
+	token     string   // from StartSession; never logged
+	predial   *Predial // the early connection (Options.Predial or PredialURL); first dial only
 
 	credsMu   sync.Mutex
 	lastCreds aws.Credentials // the last that signed an upgrade; never logged
@@ -269,12 +273,11 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	if s.clientID, err = protocol.NewUUID(crand.Reader); err != nil {
 		return nil, err
 	}
-	if opts.PredialURL != "" {
-		s.startPredial(context.WithoutCancel(ctx), opts.PredialURL)
+	s.predial = opts.Predial
+	if s.predial == nil && opts.PredialURL != "" {
+		s.predial = StartPredial(ctx, s.dialer, opts.PredialURL, s.log)
 	}
-	sctx, cancel := context.WithTimeout(ctx, startTimeout)
-	defer cancel()
-	out, err := api.StartSession(sctx, &ssm.StartSessionInput{
+	out, err := s.startSession(ctx, api, &ssm.StartSessionInput{
 		Target:       aws.String(in.Target),
 		DocumentName: nonEmpty(in.Document),
 		Reason:       nonEmpty(in.Reason),
@@ -305,6 +308,33 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	return s, nil
 }
 
+// startSession calls StartSession within startTimeout, retrying a
+// throttled call with full-jitter backoff (200 ms doubling to 5 s): the
+// SDK's own retryer gives up after three attempts, which a fleet of ssh
+// connections started at once (Ansible's forks) exceeds.
+func (s *Session) startSession(ctx context.Context, api API, in *ssm.StartSessionInput) (*ssm.StartSessionOutput, error) {
+	ctx, cancel := context.WithTimeout(ctx, startTimeout)
+	defer cancel()
+	for delay := 200 * time.Millisecond; ; delay = min(2*delay, maxBackoff) {
+		out, err := api.StartSession(ctx, in)
+		if err == nil || !isThrottled(err) {
+			return out, err
+		}
+		wait := mrand.N(delay)
+		if dl, ok := ctx.Deadline(); ok && time.Now().Add(wait).After(dl) {
+			return nil, err
+		}
+		s.log.Debug("StartSession throttled; retrying", "in", wait.Round(time.Millisecond))
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, err
+		case <-t.C:
+		}
+	}
+}
+
 // ID is the SessionId.
 func (s *Session) ID() string { return s.id }
 
@@ -316,6 +346,9 @@ func nonEmpty(v string) *string {
 }
 
 const (
+	// defaultHandshakeTimeout bounds a websocket's TCP, TLS and upgrade
+	// (§2, as the official client).
+	defaultHandshakeTimeout = 45 * time.Second
 	// startTimeout bounds StartSession, retries included.
 	startTimeout = 60 * time.Second
 	// terminateTimeout bounds the TerminateSession call on every exit path.

@@ -348,3 +348,39 @@ func stWaitChan(t *testing.T, ch <-chan struct{}) {
 		t.Fatal("no handshake within 10 s")
 	}
 }
+
+// TestStartThrottled: StartSession throttled beyond the SDK's three
+// attempts is retried with backoff, so that a burst of sessions (Ansible's
+// forks) all start instead of failing with ThrottlingException.
+func TestStartThrottled(t *testing.T) {
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: stEchoServer(t), ThrottleRate: 5, ThrottleBurst: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	const n = 20
+	errs := make(chan error, n)
+	for range n {
+		go func() {
+			sess, err := proxy.Start(context.Background(), ssmtest.APIClient(emu.Endpoint()), ssmtest.Credentials(), ssmtest.DefaultRegion,
+				proxy.StartInput{Target: "i-0123456789abcdef0", Document: "AWS-StartSSHSession"}, proxy.Options{StreamHosts: []string{"127.0.0.1"}})
+			if err == nil {
+				_, err = ssmtest.APIClient(emu.Endpoint()).TerminateSession(context.Background(), &ssm.TerminateSessionInput{SessionId: aws.String(sess.ID())})
+			}
+			errs <- err
+		}()
+	}
+	for range n {
+		select {
+		case err := <-errs:
+			if err != nil {
+				t.Errorf("a session did not start: %v", err)
+			}
+		case <-time.After(60 * time.Second):
+			t.Fatal("sessions still starting after 60 s")
+		}
+	}
+	if st := emu.Stats(); st.Throttled == 0 || st.SessionsStarted != n {
+		t.Errorf("throttled %d, sessions started %d: want throttling and all %d started", st.Throttled, st.SessionsStarted, n)
+	}
+}
