@@ -91,25 +91,8 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 // operation, in the order the real service does: transport, authentication,
 // operation, body.
 func (s *Server) handleAPI(r *http.Request) (any, error) {
-	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		return nil, &apiError{Status: http.StatusNotFound, Code: "UnknownOperationException",
-			Message: fmt.Sprintf("%s %s is not an operation of this service", r.Method, r.URL.Path)}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
-	switch {
-	case err != nil:
-		return nil, newAPIError("SerializationException", "cannot read request body: %v", err)
-	case len(body) > maxAPIBody:
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "SerializationException",
-			Message: fmt.Sprintf("request body larger than %d bytes", maxAPIBody)}
-	}
-	if err := s.verifySigV4(r, "ssm", body); err != nil {
-		if errors.Is(err, errUnsigned) {
-			return nil, newAPIError("MissingAuthenticationTokenException", "Missing Authentication Token")
-		}
-		return nil, err
-	}
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+	body, err := s.readSignedRequest(r, "ssm")
+	if err != nil {
 		return nil, err
 	}
 	target := r.Header.Get("X-Amz-Target")
@@ -133,6 +116,34 @@ func (s *Server) handleAPI(r *http.Request) (any, error) {
 		return callAPI(body, s.apiDescribeInstanceInformation)
 	}
 	return nil, newAPIError("UnknownOperationException", "unknown operation %q", target)
+}
+
+// readSignedRequest checks an AWS JSON request as the real services do —
+// transport (POST /), body size, SigV4 for service, content type — and
+// returns its body.
+func (s *Server) readSignedRequest(r *http.Request, service string) ([]byte, error) {
+	if r.Method != http.MethodPost || r.URL.Path != "/" {
+		return nil, &apiError{Status: http.StatusNotFound, Code: "UnknownOperationException",
+			Message: fmt.Sprintf("%s %s is not an operation of this service", r.Method, r.URL.Path)}
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
+	switch {
+	case err != nil:
+		return nil, newAPIError("SerializationException", "cannot read request body: %v", err)
+	case len(body) > maxAPIBody:
+		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "SerializationException",
+			Message: fmt.Sprintf("request body larger than %d bytes", maxAPIBody)}
+	}
+	if err := s.verifySigV4(r, service, body); err != nil {
+		if errors.Is(err, errUnsigned) {
+			return nil, newAPIError("MissingAuthenticationTokenException", "Missing Authentication Token")
+		}
+		return nil, err
+	}
+	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+		return nil, err
+	}
+	return body, nil
 }
 
 // checkContentType accepts the AWS JSON media types.

@@ -25,7 +25,6 @@ package ssmtest
 import (
 	"context"
 	"crypto/rsa"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -269,25 +268,8 @@ func (s *Server) serveInstanceConnect(w http.ResponseWriter, r *http.Request) {
 // handleInstanceConnect checks the request as handleAPI does for SSM —
 // transport, signature, content type, operation — and runs it.
 func (s *Server) handleInstanceConnect(r *http.Request, requestID string) (any, error) {
-	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		return nil, &apiError{Status: http.StatusNotFound, Code: "UnknownOperationException",
-			Message: fmt.Sprintf("%s %s is not an operation of this service", r.Method, r.URL.Path)}
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
-	switch {
-	case err != nil:
-		return nil, newAPIError("SerializationException", "cannot read request body: %v", err)
-	case len(body) > maxAPIBody:
-		return nil, &apiError{Status: http.StatusRequestEntityTooLarge, Code: "SerializationException",
-			Message: fmt.Sprintf("request body larger than %d bytes", maxAPIBody)}
-	}
-	if err := s.verifySigV4(r, "ec2-instance-connect", body); err != nil {
-		if errors.Is(err, errUnsigned) {
-			return nil, newAPIError("MissingAuthenticationTokenException", "Missing Authentication Token")
-		}
-		return nil, err
-	}
-	if err := checkContentType(r.Header.Get("Content-Type")); err != nil {
+	body, err := s.readSignedRequest(r, "ec2-instance-connect")
+	if err != nil {
 		return nil, err
 	}
 	target := r.Header.Get("X-Amz-Target")
