@@ -3,6 +3,7 @@ package forward
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -74,7 +75,7 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		t, err := f.current(ctx, cancel)
+		st, err := f.open(ctx, cancel)
 		if err != nil {
 			c.Close()
 			if f.Fatal != nil && f.Fatal(err) {
@@ -82,12 +83,12 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 				break
 			}
 			if !errors.Is(err, errBackingOff) {
-				f.Log.Warn("connection refused: could not start a session", "listen", f.Spec.Listen(), "err", err)
+				f.Log.Warn("connection refused", "listen", f.Spec.Listen(), "err", err)
 			}
 			continue
 		}
 		f.conns.Add(1)
-		go f.carry(ctx, t, c)
+		go f.carry(ctx, st, c)
 	}
 	cancel(nil)
 	f.mu.Lock()
@@ -142,6 +143,42 @@ func (f *Forwarder) current(ctx context.Context, cancel context.CancelCauseFunc)
 	return t, nil
 }
 
+// endGrace bounds the wait for a session that refused a stream to be known
+// as ended.
+const endGrace = 5 * time.Second
+
+// open opens a stream for a new connection on the current tunnel. A session
+// that has just ended refuses streams a moment before its end is known
+// (Done not yet closed); then, once it is, the stream is opened on the
+// session that replaces it, so a connection arriving in that moment is
+// carried rather than refused.
+func (f *Forwarder) open(ctx context.Context, cancel context.CancelCauseFunc) (*smux.Stream, error) {
+	for retried := false; ; retried = true {
+		t, err := f.current(ctx, cancel)
+		if err != nil {
+			return nil, fmt.Errorf("could not start a session: %w", err)
+		}
+		st, err := t.Open()
+		if err == nil {
+			return st, nil
+		}
+		err = fmt.Errorf("the session cannot open a stream: %w", err)
+		if retried {
+			return nil, err
+		}
+		timer := time.NewTimer(endGrace)
+		select {
+		case <-t.Done():
+			timer.Stop()
+		case <-ctx.Done():
+			timer.Stop()
+			return nil, err
+		case <-timer.C:
+			return nil, err
+		}
+	}
+}
+
 // startTunnel starts a tunnel and watches it: when it ends with an error
 // no new session would mend, Serve ends with that error.
 func (f *Forwarder) startTunnel(ctx context.Context, cancel context.CancelCauseFunc) (*Tunnel, error) {
@@ -174,19 +211,13 @@ func (f *Forwarder) startTunnel(ctx context.Context, cancel context.CancelCauseF
 	return t, nil
 }
 
-// carry copies between the local connection c and a new stream, both ways,
+// carry copies between the local connection c and its stream st, both ways,
 // until both directions are done. A local half-close is passed on (FIN);
 // the agent closes its end of the destination then, so the stream ends.
-func (f *Forwarder) carry(ctx context.Context, t *Tunnel, c net.Conn) {
+func (f *Forwarder) carry(ctx context.Context, st *smux.Stream, c net.Conn) {
 	defer f.conns.Done()
 	n := f.active.Add(1)
 	defer f.active.Add(-1)
-	st, err := t.Open()
-	if err != nil {
-		f.Log.Warn("connection refused: the session cannot open a stream", "listen", f.Spec.Listen(), "err", err)
-		c.Close()
-		return
-	}
 	f.Log.Debug("connection", "from", c.RemoteAddr().String(), "stream", st.ID(), "active", n)
 	stop := context.AfterFunc(ctx, func() {
 		c.Close()
