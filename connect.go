@@ -219,8 +219,12 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 	if err != nil {
 		return nil, err
 	}
-	// The messages endpoint's connection opens now, so that a name lookup
-	// and StartSession both run while it does.
+	// The system's roots load, and the messages endpoint's connection
+	// opens, now: the first handshakes then wait only for the network, and
+	// a name lookup and StartSession both run while the websocket's do.
+	if awscfg.WarmRoots(cfg, aws.ToString(api.Options().BaseEndpoint), sf.predialURL) {
+		log.Debug("loading the system's trusted roots ahead of the first TLS handshake")
+	}
 	sf.predial = proxy.StartPredial(ctx, sf.dialer, sf.predialURL, log)
 	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
 		sf.close()
