@@ -24,7 +24,16 @@ go build -o "$work/ssm-proxy" .
 go build -o "$work/ssm-emulator" ./internal/ssmtest/cmd/ssm-emulator
 
 # A private sshd on a free loopback port, accepting one generated key.
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+# A port nothing answers on (bash's /dev/tcp: no other tool needed).
+port=
+for _ in $(seq 100); do
+	p=$((20000 + RANDOM % 40000))
+	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+		port=$p
+		break
+	fi
+done
+[ -n "$port" ] || { echo "demo: no free port on 127.0.0.1" >&2; exit 1; }
 ssh-keygen -q -t ed25519 -N '' -f "$work/host_key"
 ssh-keygen -q -t ed25519 -N '' -f "$work/user_key"
 cp "$work/user_key.pub" "$work/authorized_keys"
