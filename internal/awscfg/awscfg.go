@@ -134,6 +134,7 @@ func Load(ctx context.Context, o Options) (aws.Config, Info, error) {
 		})
 	opts := []func(*config.LoadOptions) error{
 		config.WithHTTPClient(client),
+		config.WithLogger(sdkLogger{log}),
 		config.WithAPIOptions([]func(*middleware.Stack) error{b.apply}),
 		config.WithProcessCredentialOptions(func(po *processcreds.Options) { po.Timeout = t.Process }),
 	}
