@@ -177,7 +177,7 @@ func TestNoCredentialsAnywhere(t *testing.T) {
 		`profile "default" in `,
 		"EC2 instance metadata (no answer from "+imds+" within 1s: not on EC2)",
 		"ssm-proxy: hint: configure credentials: pass --profile",
-		"no credentials configured (instance metadata is the last resort)")
+		"used target i-0123456789abcdef0, region us-east-1 (AWS_REGION), no credentials configured")
 	if strings.Contains(stderr, "credentials from EC2 instance metadata") {
 		t.Errorf("instance metadata named as the source:\n%s", stderr)
 	}

@@ -522,13 +522,23 @@ func usedHint(u *used) string {
 	if u.aws.Region != "" {
 		h += ", region " + u.aws.Region + " (" + u.aws.RegionFrom + ")"
 	}
-	switch {
-	case u.aws.Fallback:
-		h += ", no credentials configured (instance metadata is the last resort)"
-	case u.aws.Credentials != "":
-		h += ", credentials from " + u.aws.Credentials
+	if c := credentialsUsed(u.aws); c != "" {
+		h += ", " + c
 	}
 	return textutil.Redact(h)
+}
+
+// credentialsUsed says where a command's credentials came from: not
+// "instance metadata" when that was only the SDK's last resort because
+// nothing was configured.
+func credentialsUsed(info awscfg.Info) string {
+	switch {
+	case info.Fallback:
+		return "no credentials configured"
+	case info.Credentials != "":
+		return "credentials from " + info.Credentials
+	}
+	return ""
 }
 
 // remoteHints explains the agent's channel_closed texts (§10).

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm/types"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/target"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -78,7 +79,11 @@ func (c *cli) list(ctx context.Context, args []string) int {
 		return exitSignalsBase + n
 	}
 	if err != nil {
-		printError(c.stderr, errorText(err), append(hints(err, o, u), listUsedHint(u)))
+		hs := hints(err, o, u)
+		if h := listUsedHint(u); h != "" {
+			hs = append(hs, h)
+		}
+		printError(c.stderr, errorText(err), hs)
 		return exitError
 	}
 	if filter == "" {
@@ -106,15 +111,16 @@ func (c *cli) list(ctx context.Context, args []string) int {
 }
 
 // listUsedHint names the region and credentials a failed list used.
+// With no region it names none (the error itself says so).
 func listUsedHint(u *used) string {
-	h := "listed region " + orRegion(u.aws.Region)
-	if u.aws.RegionFrom != "" {
-		h += " (" + u.aws.RegionFrom + ")"
+	var parts []string
+	if u.aws.Region != "" {
+		parts = append(parts, "listed region "+u.aws.Region+" ("+u.aws.RegionFrom+")")
 	}
-	if u.aws.Credentials != "" {
-		h += ", credentials from " + u.aws.Credentials
+	if c := credentialsUsed(u.aws); c != "" {
+		parts = append(parts, c)
 	}
-	return h
+	return textutil.Redact(strings.Join(parts, ", "))
 }
 
 // writeTable writes nodes as an aligned table, "-" for what is unknown so

@@ -224,7 +224,10 @@ func TestListEmptyAndErrors(t *testing.T) {
 	if code != exitError || stdout != "" {
 		t.Errorf("no region: exit %d stdout %q", code, stdout)
 	}
-	checkOneError(t, stderr, "no AWS region", "--region", "listed region REGION")
+	checkOneError(t, stderr, "no AWS region", "--region")
+	if strings.Contains(stderr, "listed region") {
+		t.Errorf("no region: a placeholder for the region in the hints:\n%s", stderr)
+	}
 
 	setEnv(t, map[string]string{"AWS_REGION": ssmtest.DefaultRegion, "AWS_SECRET_ACCESS_KEY": "wrong"})
 	code, _, stderr = runCLI(t, "", "list")
@@ -232,4 +235,16 @@ func TestListEmptyAndErrors(t *testing.T) {
 		t.Errorf("wrong secret: exit %d", code)
 	}
 	checkOneError(t, stderr, "InvalidSignatureException", "credentials from")
+
+	// Nothing configured: the hint says so, not that the credentials came
+	// from instance metadata (the SDK's last resort, turned off here).
+	setEnv(t, map[string]string{"AWS_REGION": ssmtest.DefaultRegion, "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": ""})
+	code, stdout, stderr = runCLI(t, "", "list")
+	if code != exitError || stdout != "" {
+		t.Errorf("no credentials: exit %d stdout %q", code, stdout)
+	}
+	checkOneError(t, stderr, "no credentials configured")
+	if strings.Contains(stderr, "credentials from") {
+		t.Errorf("no credentials: a hint names a source of credentials:\n%s", stderr)
+	}
 }
