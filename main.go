@@ -526,7 +526,10 @@ func (c *cli) run(ctx context.Context, args []string) int {
 			c.command = cmd.name
 			return cmd.run(c, ctx, args[1:])
 		}
-		if len(args) == 1 {
+		// A misspelt command: alone, or before what cannot be a PORT
+		// (`ssm-proxy doctr i-0123…`); `ssm-proxy doctr 22` is TARGET
+		// doctr, PORT 22.
+		if len(args) == 1 || checkPort(args[1]) != nil {
 			if near := nearCommand(args[0]); near != "" {
 				printError(c.stderr, fmt.Sprintf("unknown command %q", args[0]),
 					[]string{fmt.Sprintf("did you mean `ssm-proxy %s`? `ssm-proxy help` lists the commands", near)})

@@ -167,6 +167,7 @@ func TestUsageErrors(t *testing.T) {
 		{"forward no spec", []string{"forward", "bastion"}, []string{"forward: want TARGET and at least one"}},
 		{"misspelt command", []string{"lsit"}, []string{`unknown command "lsit"`, "did you mean `ssm-proxy list`?"}},
 		{"abbreviated command", []string{"doc"}, []string{"did you mean `ssm-proxy doctor`?"}},
+		{"misspelt command with a target", []string{"doctr", "i-0123456789abcdef0"}, []string{`unknown command "doctr"`, "did you mean `ssm-proxy doctor`?"}},
 		{"command after flags", []string{"-v", "--region", "eu-west-1", "list"}, []string{"the command list comes after flags", "`ssm-proxy list -v --region eu-west-1`"}},
 		{"command after flags with target", []string{"-v", "doctor", "web-1"}, []string{"the command doctor comes after flags", "`ssm-proxy doctor -v web-1`"}},
 		{"command after flags it does not take", []string{"-v", "--document", "X", "version"}, []string{"`ssm-proxy version`"}},
