@@ -277,7 +277,6 @@ func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInpu
 	if err != nil {
 		return nil, explainNotConnected(ctx, sf.api, u.id, err)
 	}
-	sf.log.Debug("session started", "session", sess.ID(), "target", u.id, "document", in.Document, "region", sf.cfg.Region)
 	return sess, nil
 }
 

@@ -253,7 +253,7 @@ func predialOnce(ctx context.Context, d *websocket.Dialer, u *url.URL, log *slog
 		}
 		p.conn = tc
 	}
-	log.Debug("messages endpoint connected ahead of the stream URL", "host", p.hostPort)
+	log.Debug("data-channel connection opened early, while StartSession runs", "host", p.hostPort)
 	return p
 }
 

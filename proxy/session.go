@@ -304,7 +304,7 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 		return nil, err
 	}
 	s.log = s.log.With("session", s.id)
-	s.log.Debug("session started", "target", in.Target)
+	s.log.Debug("session started", "target", in.Target, "document", in.Document)
 	return s, nil
 }
 
