@@ -114,7 +114,7 @@ func TestCompleteCommandsAndFlags(t *testing.T) {
 // an API call, until the cache is older than targetCacheTTL; then one
 // completion refreshes it. The cache is owner-only.
 func TestCompleteTargets(t *testing.T) {
-	front := listEnv(t, ssmtest.Options{}, inventoryNames())
+	front := listEnv(t, ssmtest.Options{}, false)
 	now := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	c := &cli{now: func() time.Time { return now }}
 	if code, _, stderr := runWith(t, c, "", "list"); code != exitOK {
@@ -216,7 +216,7 @@ func TestCompletionScriptsParse(t *testing.T) {
 // TestCompletionInShells runs each script in its shell against the code
 // under test (helperProgram): commands, flags and cached targets.
 func TestCompletionInShells(t *testing.T) {
-	listEnv(t, ssmtest.Options{}, inventoryNames())
+	listEnv(t, ssmtest.Options{}, false)
 	helperProgram(t)
 	cases := []struct {
 		shell  string

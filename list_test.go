@@ -31,7 +31,7 @@ type apiFront struct {
 	calls map[string]int
 }
 
-func newAPIFront(t *testing.T, emu *ssmtest.Server, names map[string]string) *apiFront {
+func newAPIFront(t *testing.T, emu *ssmtest.Server, denyNames bool) *apiFront {
 	t.Helper()
 	u, err := url.Parse(emu.Endpoint())
 	if err != nil {
@@ -50,8 +50,11 @@ func newAPIFront(t *testing.T, emu *ssmtest.Server, names map[string]string) *ap
 		f.mu.Lock()
 		f.calls[op]++
 		f.mu.Unlock()
-		if op == "DescribeInstanceProperties" && names != nil {
-			serveInstanceProperties(w, body, names)
+		if op == "DescribeInstanceProperties" && denyNames {
+			w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+			w.Header().Set("X-Amzn-ErrorType", "AccessDeniedException")
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, `{"__type":"AccessDeniedException","message":"not authorized to perform: ssm:DescribeInstanceProperties"}`)
 			return
 		}
 		rp.ServeHTTP(w, r)
@@ -67,55 +70,22 @@ func (f *apiFront) count(op string) int {
 	return f.calls[op]
 }
 
-// serveInstanceProperties answers DescribeInstanceProperties filtered by
-// InstanceIds, one page.
-func serveInstanceProperties(w http.ResponseWriter, body []byte, names map[string]string) {
-	var in struct {
-		InstancePropertyFilterList []struct {
-			Key      string
-			ValueSet []string
-		}
-	}
-	json.Unmarshal(body, &in)
-	type prop struct{ InstanceId, Name string }
-	out := struct{ InstanceProperties []prop }{InstanceProperties: []prop{}}
-	for _, f := range in.InstancePropertyFilterList {
-		if f.Key != "InstanceIds" {
-			continue
-		}
-		for _, id := range f.ValueSet {
-			out.InstanceProperties = append(out.InstanceProperties, prop{id, names[id]})
-		}
-	}
-	w.Header().Set("Content-Type", "application/x-amz-json-1.1")
-	json.NewEncoder(w).Encode(out)
-}
-
-// inventoryNames are the Name tags of the default inventory.
-func inventoryNames() map[string]string {
-	m := map[string]string{}
-	for _, inst := range ssmtest.DefaultInstances() {
-		m[inst.ID] = inst.Name
-	}
-	return m
-}
-
 // listEnv starts an emulator behind a front and points the environment at
 // the front.
-func listEnv(t *testing.T, o ssmtest.Options, names map[string]string) *apiFront {
+func listEnv(t *testing.T, o ssmtest.Options, denyNames bool) *apiFront {
 	t.Helper()
 	emu, err := ssmtest.Start(o)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { emu.Close() })
-	front := newAPIFront(t, emu, names)
+	front := newAPIFront(t, emu, denyNames)
 	setAWSEnv(t, front.URL)
 	return front
 }
 
 func TestListTable(t *testing.T) {
-	front := listEnv(t, ssmtest.Options{}, inventoryNames())
+	front := listEnv(t, ssmtest.Options{}, false)
 	code, stdout, stderr := runCLI(t, "", "list")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("exit %d stderr:\n%s", code, stderr)
@@ -136,13 +106,14 @@ i-0123456789abcdef1   web-2       Online          3.3.1142.0  Amazon_Linux  yes
 	if n := front.count("DescribeInstanceInformation"); n != 4 {
 		t.Errorf("%d DescribeInstanceInformation calls, want 4", n)
 	}
-	if n := front.count("DescribeInstanceProperties"); n != 1 {
-		t.Errorf("%d DescribeInstanceProperties calls, want 1", n)
+	// The names: one batch of the seven ids, paged by 2 as well.
+	if n := front.count("DescribeInstanceProperties"); n != 4 {
+		t.Errorf("%d DescribeInstanceProperties calls, want 4", n)
 	}
 }
 
 func TestListJSON(t *testing.T) {
-	listEnv(t, ssmtest.Options{}, inventoryNames())
+	listEnv(t, ssmtest.Options{}, false)
 	code, stdout, stderr := runCLI(t, "", "list", "--json", "--filter", "tag:Env=prod")
 	if code != exitOK || stderr != "" {
 		t.Fatalf("exit %d stderr:\n%s", code, stderr)
@@ -176,7 +147,7 @@ func TestListJSON(t *testing.T) {
 
 // TestListFilterByName: a name filter needs no name lookup.
 func TestListFilterByName(t *testing.T) {
-	front := listEnv(t, ssmtest.Options{}, nil)
+	front := listEnv(t, ssmtest.Options{}, false)
 	code, stdout, stderr := runCLI(t, "", "list", "--filter", "web-2")
 	if rows := strings.Split(strings.TrimSpace(stdout), "\n"); code != exitOK || len(rows) != 2 || !strings.HasPrefix(strings.Join(strings.Fields(rows[1]), " "), "i-0123456789abcdef1 web-2 Online") {
 		t.Fatalf("exit %d stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -190,10 +161,10 @@ func TestListFilterByName(t *testing.T) {
 	}
 }
 
-// TestListWithoutNames: without ssm:DescribeInstanceProperties (here the
-// emulator has no such operation) the list is complete, names "-".
+// TestListWithoutNames: without ssm:DescribeInstanceProperties (the
+// front refuses it) the list is complete, names "-".
 func TestListWithoutNames(t *testing.T) {
-	front := listEnv(t, ssmtest.Options{}, nil)
+	front := listEnv(t, ssmtest.Options{}, true)
 	code, stdout, stderr := runCLI(t, "", "list", "-v")
 	if code != exitOK || strings.Count(stdout, "\n") != 8 || !strings.Contains(stderr, "ssm-proxy: names unavailable: they need ssm:DescribeInstanceProperties") {
 		t.Fatalf("exit %d stdout:\n%s\nstderr:\n%s", code, stdout, stderr)
@@ -209,7 +180,7 @@ func TestListWithoutNames(t *testing.T) {
 }
 
 func TestListEmptyAndErrors(t *testing.T) {
-	listEnv(t, ssmtest.Options{Instances: []ssmtest.Instance{}}, nil)
+	listEnv(t, ssmtest.Options{Instances: []ssmtest.Instance{}}, false)
 	code, stdout, stderr := runCLI(t, "", "list")
 	if code != exitOK || stdout != "" || !strings.Contains(stderr, "ssm-proxy: no managed nodes in "+ssmtest.DefaultRegion) {
 		t.Errorf("empty: exit %d stdout %q stderr %q", code, stdout, stderr)

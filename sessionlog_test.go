@@ -85,7 +85,7 @@ func TestSessionLog(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	front := newAPIFront(t, emu, nil)
+	front := newAPIFront(t, emu, false)
 	setAWSEnv(t, front.URL)
 	t.Setenv(sessionLogEnv, "")
 	path, err := sessionlog.DefaultPath()
@@ -172,7 +172,7 @@ func TestSessionLogOff(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer emu.Close()
-	front := newAPIFront(t, emu, nil)
+	front := newAPIFront(t, emu, false)
 	setAWSEnv(t, front.URL)
 	path, _ := sessionlog.DefaultPath()
 	o := options{document: "AWS-StartSSHSession"}

@@ -114,6 +114,8 @@ func (s *Server) handleAPI(r *http.Request) (any, error) {
 		return callAPI(body, s.apiTerminateSession)
 	case "DescribeInstanceInformation":
 		return callAPI(body, s.apiDescribeInstanceInformation)
+	case "DescribeInstanceProperties":
+		return callAPI(body, s.apiDescribeInstanceProperties)
 	}
 	return nil, newAPIError("UnknownOperationException", "unknown operation %q", target)
 }

@@ -1,9 +1,10 @@
 // Package ssmtest is a local stand-in for the AWS side of Session Manager:
 // the SSM JSON 1.1 API (StartSession, ResumeSession, TerminateSession,
-// DescribeInstanceInformation), the message gateway's data channel and the
-// SSM agent's port plugin, all on one loopback port. It behaves as
-// docs/protocol.md describes the real service and agent, including the
-// unpleasant parts, each selectable in Options.
+// DescribeInstanceInformation, DescribeInstanceProperties for names), the
+// message gateway's data channel and the SSM agent's port plugin, all on
+// one loopback port. It behaves as docs/protocol.md describes the real
+// service and agent, including the unpleasant parts, each selectable in
+// Options.
 //
 // Use it like net/http/httptest: Start, point the client at Endpoint(),
 // read Stats(), Close.
@@ -64,8 +65,9 @@ type Options struct {
 	TargetAddr string
 	// Region is the region requests must be signed for (DefaultRegion).
 	Region string
-	// PageSize bounds DescribeInstanceInformation pages (default 2, so that
-	// clients must follow NextToken).
+	// PageSize bounds DescribeInstanceInformation and
+	// DescribeInstanceProperties pages (default 2, so that clients must
+	// follow NextToken).
 	PageSize int
 
 	// TLS, if set, makes the emulator serve HTTPS and wss instead of HTTP

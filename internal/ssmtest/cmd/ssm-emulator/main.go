@@ -33,7 +33,8 @@ import (
 const usage = `Usage: ssm-emulator [flags]
 
 Runs a local AWS Session Manager emulator: the SSM API (StartSession,
-ResumeSession, TerminateSession, DescribeInstanceInformation), STS
+ResumeSession, TerminateSession, DescribeInstanceInformation,
+DescribeInstanceProperties), STS
 (GetCallerIdentity, AssumeRole, AssumeRoleWithWebIdentity), the message
 gateway's data channel and the agent's port plugin, all on one port.
 
@@ -59,7 +60,7 @@ Service:
                             built-in test inventory)
   -target-addr HOST:PORT    every session dials this instead of localhost:PORT
   -region REGION            region requests must be signed for (default us-east-1)
-  -page-size N              DescribeInstanceInformation page size (default 2)
+  -page-size N              DescribeInstanceInformation and -Properties page size (default 2)
   -require-signed-upgrade   refuse websocket upgrades without a SigV4 signature
   -min-client-version V     close an OpenDataChannel whose ClientVersion is
                             missing or below V with 1008 and a reason that
