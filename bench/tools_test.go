@@ -139,11 +139,33 @@ func newTLS(b *testing.B, dir string) (opts ssmtest.Options, caFile string) {
 	return ssmtest.Options{TLS: cfg}, caFile
 }
 
-// tlsEnv is what makes every client trust caFile: the SDK's AWS_CA_BUNDLE
-// (ssm-proxy's websocket dialer takes the SDK's TLS settings) and Go's
-// SSL_CERT_FILE (the official plugin's websocket).
-func tlsEnv(caFile string) []string {
-	return []string{"AWS_CA_BUNDLE=" + caFile, "SSL_CERT_FILE=" + caFile}
+// systemBundles are where Debian and Fedora keep the system's trusted
+// roots, the first files crypto/x509 looks for on Linux.
+var systemBundles = []string{"/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt"}
+
+// tlsEnv is what makes every client trust caFile as a user's machine
+// trusts a service: the system's roots with caFile added, through Go's
+// SSL_CERT_FILE, and no AWS_CA_BUNDLE. So each client loads the system's
+// roots, as it does outside the bench (with AWS_CA_BUNDLE naming the CA
+// alone the SDK would verify against that one certificate, which no real
+// set-up does).
+func tlsEnv(b *testing.B, caFile string) []string {
+	b.Helper()
+	trust, err := os.ReadFile(caFile)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, f := range systemBundles {
+		if sys, err := os.ReadFile(f); err == nil {
+			trust = append(append(sys, '\n'), trust...)
+			break
+		}
+	}
+	name := strings.TrimSuffix(caFile, ".pem") + "-trust.pem"
+	if err := os.WriteFile(name, trust, 0o644); err != nil {
+		b.Fatal(err)
+	}
+	return []string{"SSL_CERT_FILE=" + name}
 }
 
 // loadAvg is the 1-minute load average now ("" if unknown).
@@ -233,7 +255,7 @@ func startWANEmulator(b *testing.B, o ssmtest.Options, tlsOpts ssmtest.Options, 
 	w.emu = emu
 	w.api.SetUpstream(emu.Addr())
 	w.msg.SetUpstream(emu.Addr())
-	w.env = append(ssmtest.ClientEnv(b, emu.Endpoint()), tlsEnv(caFile)...)
+	w.env = append(ssmtest.ClientEnv(b, emu.Endpoint()), tlsEnv(b, caFile)...)
 	if !ownStreamHost {
 		w.env = append(w.env, "AWS_ENDPOINT_URL_SSMMESSAGES=https://"+w.msg.Addr())
 	}
