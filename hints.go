@@ -399,9 +399,24 @@ func defaultEndpointHint(service, host string) string {
 // notFoundHints explains a name or tag that matched nothing, with the
 // nodes it almost matched.
 func notFoundHints(nf *target.NotFoundError, u *used, doctor bool) []string {
+	// One hint per suggested target, naming every node it reaches.
 	var hs []string
+	var targets []string
+	ids := map[string][]string{}
+	why := map[string]string{}
 	for _, n := range nf.Near {
-		hs = append(hs, fmt.Sprintf("did you mean %s? %s has the %s", n.Target, n.Instance.ID, n.Why))
+		if _, ok := ids[n.Target]; !ok {
+			targets = append(targets, n.Target)
+			why[n.Target] = n.Why
+		}
+		ids[n.Target] = append(ids[n.Target], n.Instance.ID)
+	}
+	for _, t := range targets {
+		verb := "has"
+		if len(ids[t]) > 1 {
+			verb = "have"
+		}
+		hs = append(hs, fmt.Sprintf("did you mean %s? %s %s the %s", t, strings.Join(ids[t], " and "), verb, why[t]))
 	}
 	q := nf.Query
 	hs = append(hs, fmt.Sprintf("only nodes registered with Systems Manager in %s are found; check the tag %s=%s (tag keys and values are case-sensitive), the region and the profile", orRegion(u.aws.Region), q.TagKey, q.TagValue))

@@ -62,8 +62,7 @@ func TestTargetErrors(t *testing.T) {
 		{"no tag match", []string{"tag:Role=cache", "22"}, exitError, []string{
 			"no managed node has the tag Role=cache", "check the tag Role=cache (tag keys and values are case-sensitive)", fmt.Sprintf(context, "tag:Role=cache")}},
 		{"tag in another case", []string{"tag:role=WEB", "22"}, exitError, []string{
-			"no managed node has the tag role=WEB", "did you mean tag:Role=web? i-0123456789abcdef0 has the tag Role=web",
-			"did you mean tag:Role=web? i-0123456789abcdef1 has the tag Role=web"}},
+			"no managed node has the tag role=WEB", "did you mean tag:Role=web? i-0123456789abcdef0 and i-0123456789abcdef1 have the tag Role=web"}},
 		{"several matches", []string{"tag:Role=web", "22"}, exitError, []string{
 			"tag:Role=web matches 2 managed nodes: i-0123456789abcdef0", "i-0123456789abcdef1", "connect by instance id", fmt.Sprintf(context, "tag:Role=web")}},
 		{"name offline", []string{"stopped-1", "22"}, exitError, []string{
