@@ -205,7 +205,7 @@ func TestRegionMismatch(t *testing.T) {
 
 // TestSignatureErrorRedacted: an InvalidSignatureException whose message
 // echoes the canonical request, session token included, prints no token,
-// with or without -v.
+// with or without -v; without -v it leaves the canonical request out.
 func TestSignatureErrorRedacted(t *testing.T) {
 	const token = "IQoJb3JpZ2luX2VjEXAMPLEsessionTOKENvalue0123456789"
 	msg := "The request signature we calculated does not match the signature you provided. The Canonical String for this request should have been\n" +
@@ -215,7 +215,15 @@ func TestSignatureErrorRedacted(t *testing.T) {
 	setEnv(t, map[string]string{"AWS_ENDPOINT_URL_SSM": endpoint, "AWS_SESSION_TOKEN": token})
 	for _, v := range [][]string{nil, {"-v"}} {
 		code, stdout, stderr := runCLI(t, "", append(v, "i-0123456789abcdef0", "22")...)
-		checkFailure(t, code, stdout, stderr, "InvalidSignatureException", "x-amz-security-token:[redacted]")
+		if v == nil {
+			// Without -v the canonical request is left out, with a pointer.
+			checkFailure(t, code, stdout, stderr, "InvalidSignatureException: The request signature we calculated does not match the signature you provided. (-v shows the canonical request AWS expected)")
+			if strings.Contains(stderr, "x-amz-target") {
+				t.Errorf("the canonical request is on stderr without -v:\n%s", stderr)
+			}
+		} else {
+			checkFailure(t, code, stdout, stderr, "InvalidSignatureException", "x-amz-security-token:[redacted]")
+		}
 		if strings.Contains(stderr, token) {
 			t.Errorf("%v: the session token is on stderr:\n%s", v, stderr)
 		}

@@ -726,7 +726,22 @@ func reportError(w io.Writer, err error, o options, u *used, context bool) {
 	if context {
 		hs = append(hs, usedHint(u))
 	}
-	printError(w, errorText(err), hs)
+	msg := errorText(err)
+	if !o.verbose {
+		msg = withoutCanonicalString(msg)
+	}
+	printError(w, msg, hs)
+}
+
+// withoutCanonicalString shortens AWS's signature-mismatch message, which
+// quotes the whole canonical request it expected (hundreds of characters
+// of headers), to its first sentence and a pointer to -v, which keeps it.
+func withoutCanonicalString(msg string) string {
+	i := strings.Index(msg, "The Canonical String for this request")
+	if i <= 0 {
+		return msg
+	}
+	return strings.TrimSpace(msg[:i]) + " (-v shows the canonical request AWS expected)"
 }
 
 // printError prints one `ssm-proxy: error:` line and a `ssm-proxy: hint:`
