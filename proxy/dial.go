@@ -98,12 +98,21 @@ func signUpgrade(ctx context.Context, creds aws.CredentialsProvider, region stri
 // frame with token (§2). The URL is checked first (§15.3): nothing is
 // signed for, and no token sent to, a host that is not a messages endpoint.
 // The token is never logged. events receives the link's write failure.
-func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int, events chan<- frameEvent) (*link, error) {
+// Signing and the dial end by deadline (the resume budget's end), whatever
+// the dialer's own handshake timeout: a stream host that accepts TCP and
+// never answers must not outlast the budget.
+func (s *Session) dialLink(ctx context.Context, deadline time.Time, streamURL, token string, gen int, events chan<- frameEvent) (*link, error) {
 	u, err := checkStreamURL(streamURL, s.region, s.opts.StreamHosts)
 	if err != nil {
 		return nil, err
 	}
-	h, err := signUpgrade(ctx, s.creds, s.region, u, s.rememberCreds)
+	dctx := ctx
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		dctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
+	}
+	h, err := signUpgrade(dctx, s.creds, s.region, u, s.rememberCreds)
 	if err != nil {
 		return nil, err
 	}
@@ -111,7 +120,7 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 	var bc *batchConn
 	d := *s.dialer
 	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c })
-	if pre := s.takePredial(ctx, u); pre != nil {
+	if pre := s.takePredial(dctx, u); pre != nil {
 		// The connection opened while StartSession was in flight.
 		bc = pre.bc
 		if pre.tls {
@@ -120,7 +129,7 @@ func (s *Session) dialLink(ctx context.Context, streamURL, token string, gen int
 			d.NetDialContext = func(context.Context, string, string) (net.Conn, error) { return pre.conn, nil }
 		}
 	}
-	ws, resp, err := d.DialContext(ctx, streamURL, h)
+	ws, resp, err := d.DialContext(dctx, streamURL, h)
 	if err != nil {
 		if resp != nil {
 			return nil, &UpgradeError{StatusCode: resp.StatusCode, Status: resp.Status, Err: err}

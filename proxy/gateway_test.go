@@ -29,6 +29,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
@@ -674,6 +675,34 @@ func TestGatewayResumeFailsTransiently(t *testing.T) {
 	}
 	if resumes, terms, _ := g.counts(); resumes < 2 || terms != 1 {
 		t.Errorf("ResumeSession %d times, TerminateSession %d", resumes, terms)
+	}
+}
+
+// TestGatewayResumeDialBounded: a resume whose stream host accepts TCP and
+// never answers the upgrade ends with the resume budget (2 s), not with the
+// dialer's handshake timeout (10 minutes here).
+func TestGatewayResumeDialBounded(t *testing.T) {
+	var dialled atomic.Int32
+	silent := testenv.ServeTCP(t, func(c net.Conn) {
+		dialled.Add(1)
+		io.Copy(io.Discard, c)
+	})
+	g := newGateway(t)
+	g.resume = func(int) (*ssm.ResumeSessionOutput, error) {
+		return &ssm.ResumeSessionOutput{SessionId: aws.String("s-1"), TokenValue: aws.String("t"),
+			StreamUrl: aws.String("ws://" + silent + "/v1/data-channel/s-1")}, nil
+	}
+	_, _, _, done := g.start(proxy.Options{ResumeBudget: 2 * time.Second, Dialer: &websocket.Dialer{HandshakeTimeout: 10 * time.Minute}})
+	c := g.accept()
+	c.handshake()
+	c.closeFrame(websocket.CloseNormalClosure, "Bye")
+	err := waitDone(t, done)
+	var re *proxy.ResumeError
+	if !errors.As(err, &re) {
+		t.Fatalf("err %v, want a ResumeError", err)
+	}
+	if dialled.Load() == 0 {
+		t.Error("the silent stream host was never dialled: the fault did not fire")
 	}
 }
 

@@ -189,7 +189,7 @@ func (s *Session) connect(ctx context.Context, p *resumePlan, gen int, events ch
 			p.streamURL = streamURL
 		}
 	}
-	return s.dialLink(ctx, p.streamURL, token, gen, events)
+	return s.dialLink(ctx, p.deadline, p.streamURL, token, gen, events)
 }
 
 // resumeSession calls ResumeSession with freshly resolved credentials and
