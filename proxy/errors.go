@@ -102,7 +102,7 @@ func (e *RefusedError) Error() string {
 // refusal returns the RefusedError for err, a link failure, if it is one.
 func refusal(l *link, err error) (*RefusedError, bool) {
 	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || l.relayed.Load() {
+	if !errors.As(err, &ce) || ce.Code != websocket.ClosePolicyViolation || l.relayed.Load() > 0 {
 		return nil, false
 	}
 	return &RefusedError{Reason: ce.Text}, true

@@ -656,6 +656,46 @@ func TestGatewayReconnectStorm(t *testing.T) {
 	}
 }
 
+// TestGatewayRelayThenCloseStorm: a gateway that relays one frame on each
+// new websocket and closes it at once gets backoff and the budget too — a
+// frame is not a working link (review: 345 ResumeSession calls in 8 s with
+// a 2 s budget, and no end).
+func TestGatewayRelayThenCloseStorm(t *testing.T) {
+	g := newGateway(t)
+	budget := 3 * time.Second
+	_, _, out, done := g.start(proxy.Options{ResumeBudget: budget})
+	c := g.accept()
+	c.handshake()
+	relayed := 0
+	timeout := time.After(3 * budget)
+	for {
+		seq := c.stream(protocol.PayloadOutput, []byte("x"))
+		c.recv(isAckOf(seq)) // the client has it
+		relayed++
+		c.closeFrame(websocket.CloseNormalClosure, "Bye")
+		prev := c
+		select {
+		case err := <-done:
+			var re *proxy.ResumeError
+			if !errors.As(err, &re) {
+				t.Fatalf("err %v, want a ResumeError", err)
+			}
+			if resumes, terms, _ := g.counts(); resumes > 12 || terms != 1 {
+				t.Errorf("%d ResumeSession calls within a %s budget, %d terminates", resumes, budget, terms)
+			}
+			if relayed < 2 || out.Len() < relayed {
+				t.Errorf("%d frames relayed, %d bytes out: the fault did not fire", relayed, out.Len())
+			}
+			return
+		case c = <-g.conns:
+			c.seq = prev.seq
+		case <-timeout:
+			resumes, _, _ := g.counts()
+			t.Fatalf("still running after %s with a %s budget: %d ResumeSession calls", 3*budget, budget, resumes)
+		}
+	}
+}
+
 // TestGatewayResumeFailsTransiently: ResumeSession failing with a transient
 // error until the budget ends gives a ResumeError that names the last
 // failure — not a panic (issue: nil Err dereferenced).

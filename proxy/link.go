@@ -31,7 +31,7 @@ type link struct {
 	opened    time.Time    // when the OpenDataChannel frame was queued
 	lastHeard atomic.Int64 // unix nanos of the last frame or pong
 	heard     atomic.Bool  // a frame or pong arrived: the gateway talks to us
-	relayed   atomic.Bool  // agent stream data or an ack arrived: the session works
+	relayed   atomic.Int64 // frames of agent stream data and acks: the session works
 }
 
 // frameEvent is what a link's goroutines hand the event loop.
@@ -72,7 +72,7 @@ func (l *link) read(ctx context.Context, events chan<- frameEvent, log *slog.Log
 			continue
 		}
 		if m.Type == protocol.OutputStreamData || m.Type == protocol.Acknowledge {
-			l.relayed.Store(true)
+			l.relayed.Add(1)
 		}
 		select {
 		case events <- frameEvent{gen: l.gen, msg: m}:
@@ -148,11 +148,13 @@ func isCloseFrame(err error) bool {
 	return errors.As(err, &ce)
 }
 
-// healthy reports whether l worked: it relayed the agent's stream data or
-// acks, or the gateway answered on it and it lived for healthyLife. A link
-// that fails before that counts as a failed attempt (see resumePlan), so
-// that a gateway that accepts and closes at once meets backoff and the
-// budget instead of a reconnect storm.
+// healthy reports whether l worked: the gateway answered on it and it
+// lived for healthyLife, or it relayed healthyFrames of the agent's stream
+// data and acks (a link that carries a transfer may be short-lived, as
+// when the gateway recycles websockets). A link that fails before either
+// counts as a failed attempt (see resumePlan), so that a gateway that
+// accepts and closes at once — or relays a frame and closes — meets
+// backoff and the budget instead of a reconnect storm.
 func (l *link) healthy(now time.Time) bool {
-	return l.relayed.Load() || (l.heard.Load() && now.Sub(l.opened) >= healthyLife)
+	return l.relayed.Load() >= healthyFrames || (l.heard.Load() && now.Sub(l.opened) >= healthyLife)
 }

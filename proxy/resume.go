@@ -23,8 +23,10 @@ const (
 	minBackoff = 100 * time.Millisecond
 	maxBackoff = 5 * time.Second
 	// healthyLife: an idle link counts as healthy once the gateway has
-	// answered on it and it has lived this long (link.healthy).
-	healthyLife = time.Second
+	// answered on it and it has lived this long; a young one once it has
+	// relayed healthyFrames (link.healthy).
+	healthyLife   = time.Second
+	healthyFrames = 16
 	// resumeCallTimeout bounds one ResumeSession call.
 	resumeCallTimeout = 20 * time.Second
 )
