@@ -182,7 +182,8 @@ func TestResumeBudgetEnds(t *testing.T) {
 
 // TestStdoutClosedEarly: when the reader of ssm-proxy's stdout goes away
 // (and stdin is not a pipe, so stdout is plain descriptor 1), ssm-proxy is
-// not killed by SIGPIPE and the session is terminated.
+// not killed by SIGPIPE, the session is terminated, and it exits 1 saying
+// that output was lost.
 func TestStdoutClosedEarly(t *testing.T) {
 	source := testenv.ServeTCP(t, func(c net.Conn) {
 		buf := make([]byte, 32<<10)
@@ -220,6 +221,11 @@ func TestStdoutClosedEarly(t *testing.T) {
 	}
 	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 		t.Fatalf("ssm-proxy died of %v", ws.Signal())
+	}
+	// Output was lost: not exit 0, and one line that says so.
+	if code := cmd.ProcessState.ExitCode(); code != 1 || strings.Count(stderr.String(), "ssm-proxy: error:") != 1 ||
+		!strings.Contains(stderr.String(), "stdout was closed while the session's output was still arriving") {
+		t.Errorf("exit %d, stderr:\n%s\nwant exit 1 and one error line saying the output was not delivered", code, stderr.String())
 	}
 	st := waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Active == 0 })
 	if st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {

@@ -18,6 +18,11 @@ var ErrIdleTimeout = errors.New("the session timed out due to inactivity and was
 // has ended the session (§1.3).
 var ErrSessionEnded = errors.New("the service ended the session while reconnecting (ResumeSession returned no token)")
 
+// ErrStdoutClosed reports that writing the session's output failed: the
+// reader (ssh) went away while output was still arriving, so some of it
+// was never delivered. The session is terminated all the same.
+var ErrStdoutClosed = errors.New("stdout was closed while the session's output was still arriving; it was not all delivered")
+
 // RemoteError is a session ended by the agent or service with an error text
 // in channel_closed (§4.4, §10).
 type RemoteError struct {

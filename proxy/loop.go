@@ -129,7 +129,7 @@ func (lp *loop) run(ctx context.Context) error {
 			return ctx.Err()
 		case <-lp.out.failed:
 			lp.s.log.Debug("stdout closed", "err", lp.out.err)
-			return nil // ssh went away: end quietly
+			return ErrStdoutClosed // ssh went away with output undelivered
 		case ev := <-stdin:
 			if ev.err != nil {
 				if !errors.Is(ev.err, io.EOF) {
