@@ -40,6 +40,17 @@ func hangServer(t *testing.T) (string, *atomic.Int32) {
 	return addr, &n
 }
 
+// settledCount is n once it has reached atLeast, or after 5 s: the client
+// may give up on a connection before the server's goroutine has counted
+// its accept.
+func settledCount(n *atomic.Int32, atLeast int32) int32 {
+	deadline := time.Now().Add(5 * time.Second)
+	for n.Load() < atLeast && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	return n.Load()
+}
+
 // short are timeouts that keep the tests quick.
 var short = Timeouts{Connect: time.Second, Attempt: 200 * time.Millisecond, Call: 2 * time.Second, IMDS: 300 * time.Millisecond, Process: 300 * time.Millisecond, MaxBackoff: 50 * time.Millisecond}
 
@@ -78,7 +89,7 @@ func TestAttemptBound(t *testing.T) {
 	if ee.Host != addr || ee.Setting != "AWS_ENDPOINT_URL_SSM" || ee.Timeout != to.Attempt || !ee.PerAttempt || ee.Attempts != 3 {
 		t.Errorf("EndpointError %+v", ee)
 	}
-	if n := conns.Load(); n != 3 {
+	if n := settledCount(conns, 3); n != 3 {
 		t.Errorf("%d connections, want 3 (one per attempt)", n)
 	}
 	if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
@@ -118,7 +129,7 @@ func TestEveryClientBounded(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Service != "STS" || ee.Setting != "AWS_ENDPOINT_URL_STS" || ee.Timeout == 0 {
 		t.Errorf("STS: err = %v (%+v)", err, ee)
 	}
-	if conns.Load() < 2 {
+	if settledCount(conns, 2) < 2 {
 		t.Errorf("%d connections", conns.Load())
 	}
 }
@@ -140,7 +151,7 @@ func TestCallBound(t *testing.T) {
 	if !errors.As(err, &ee) || ee.Timeout != to.Call || ee.PerAttempt || ee.Attempts != 1 {
 		t.Fatalf("err = %v (%+v), want the call's bound after 1 attempt", err, ee)
 	}
-	if n := conns.Load(); n != 1 {
+	if n := settledCount(conns, 1); n != 1 {
 		t.Errorf("%d connections, want 1", n)
 	}
 	// A deadline, not a cancellation: callers tell the user's Ctrl-C from
@@ -239,7 +250,7 @@ func TestAssumeRoleSTSHangs(t *testing.T) {
 	if ee.Service != "STS" || ee.Operation != "AssumeRole" || ee.Setting != "AWS_ENDPOINT_URL_STS" || ee.Host != addr || ee.Timeout == 0 {
 		t.Errorf("EndpointError %+v", ee)
 	}
-	if conns.Load() == 0 {
+	if settledCount(conns, 1) == 0 {
 		t.Error("STS was never called")
 	}
 }
@@ -279,7 +290,7 @@ func TestIMDSBound(t *testing.T) {
 	}
 	// The token request and the metadata request each get one bounded
 	// try: 300 ms for the call, 300 ms for each attempt.
-	if n := conns.Load(); n == 0 || n > 2 {
+	if n := settledCount(conns, 1); n == 0 || n > 2 {
 		t.Errorf("%d connections to IMDS, want 1 or 2", n)
 	}
 
@@ -290,7 +301,7 @@ func TestIMDSBound(t *testing.T) {
 	if !errors.As(err, &nc) {
 		t.Fatalf("API call: err = %v, want a NoCredentialsError", err)
 	}
-	if n := conns.Load() - before; n == 0 || n > 2 {
+	if n := settledCount(conns, before+1) - before; n == 0 || n > 2 {
 		t.Errorf("the API call made %d connections to IMDS, want 1 or 2 (no retries)", n)
 	}
 }
