@@ -233,6 +233,20 @@ func TestSignatureErrorRedacted(t *testing.T) {
 	}
 }
 
+// TestStreamHostRefused: a StreamUrl naming a host that is not a messages
+// endpoint of the region (nor one the user configured) is refused before
+// anything is signed for it: exit 1, one line naming the host and the
+// setting that would allow it, and the session terminated.
+func TestStreamHostRefused(t *testing.T) {
+	emu := startEmulator(t, ssmtest.Options{StreamURLHost: "ssmmessages.evil.example.net"})
+	code, stdout, stderr := runCLI(t, "", "i-0123456789abcdef0", "22")
+	checkFailure(t, code, stdout, stderr, `refusing the stream URL "ws://ssmmessages.evil.example.net": ssmmessages.evil.example.net is not a Session Manager messages endpoint for us-east-1`, "set AWS_ENDPOINT_URL_SSMMESSAGES to it")
+	st := emu.Stats()
+	if st.SessionsStarted != 1 || st.TerminatedByAPI != 1 || st.Active != 0 {
+		t.Errorf("started %d, terminated %d, active %d: want the one session terminated", st.SessionsStarted, st.TerminatedByAPI, st.Active)
+	}
+}
+
 // TestAdvancedTier: StartSession's refusal of an on-premises node on the
 // standard-instances tier gets its own hint.
 func TestAdvancedTier(t *testing.T) {

@@ -10,6 +10,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -144,6 +145,13 @@ func TestHints(t *testing.T) {
 			want: `use the document AWS-StartSSHSession (the default) instead of "AWS-StartPortForwardingSession"`, code: exitError},
 		{name: "unsupported session type with the default document", err: &proxy.HandshakeError{Reason: "session type LocalPortForwarding"}, info: sso,
 			want: "the agent asked for session type LocalPortForwarding, which ssm-proxy does not carry, although the document is AWS-StartSSHSession", not: "instead of", code: exitError},
+		{name: "stream host refused", err: &proxy.StreamHostError{URL: "wss://evil.example.net", Region: "us-east-1", Reason: "not a Session Manager messages endpoint of us-east-1"},
+			info: sso, want: "set AWS_ENDPOINT_URL_SSMMESSAGES to it", code: exitError},
+		{name: "upgrade forbidden", err: &proxy.UpgradeError{StatusCode: http.StatusForbidden, Status: "403 Forbidden"}, info: sso,
+			want: "your identity needs ssmmessages:OpenDataChannel", code: exitError},
+		{name: "upgrade unknown session", err: &proxy.UpgradeError{StatusCode: http.StatusNotFound, Status: "404 Not Found"}, info: sso,
+			want: "does not know the session", code: exitError},
+		{name: "stdout closed", err: proxy.ErrStdoutClosed, info: sso, not: "doctor", code: exitError}, // nothing to fix on the AWS side
 		{name: "no region", err: errNoRegion, info: sso, want: "--region", code: exitError},
 		{name: "CA bundle", err: fmt.Errorf("load AWS configuration: %w", &awscfg.CABundleError{Setting: "AWS_CA_BUNDLE", Path: "/x.pem", Err: errors.New("does not exist")}),
 			info: keys, want: "fix or unset AWS_CA_BUNDLE", code: exitError},

@@ -718,6 +718,26 @@ func TestGatewayResumeFailsTransiently(t *testing.T) {
 	}
 }
 
+// TestGatewayResumeEmptyToken: ResumeSession answering without a token
+// means the service has ended the session (§1.3): ErrSessionEnded at once,
+// not a retry.
+func TestGatewayResumeEmptyToken(t *testing.T) {
+	g := newGateway(t)
+	g.resume = func(int) (*ssm.ResumeSessionOutput, error) {
+		return &ssm.ResumeSessionOutput{SessionId: aws.String("s-1")}, nil
+	}
+	_, _, _, done := g.start(proxy.Options{ResumeBudget: time.Minute})
+	c := g.accept()
+	c.handshake()
+	c.closeFrame(websocket.CloseNormalClosure, "Bye")
+	if err := waitDone(t, done); !errors.Is(err, proxy.ErrSessionEnded) {
+		t.Fatalf("err %v, want ErrSessionEnded", err)
+	}
+	if resumes, _, _ := g.counts(); resumes != 1 {
+		t.Errorf("%d ResumeSession calls, want 1", resumes)
+	}
+}
+
 // TestGatewayResumeDialBounded: a resume whose stream host accepts TCP and
 // never answers the upgrade ends with the resume budget (2 s), not with the
 // dialer's handshake timeout (10 minutes here).
