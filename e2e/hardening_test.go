@@ -174,7 +174,7 @@ func TestResumeBudgetEnds(t *testing.T) {
 	if code := p.wait(t, 30*time.Second); code != 5 {
 		t.Errorf("exit %d, want 5", code)
 	}
-	checkOneErrorLine(t, p.stderr.String(), "not restored")
+	checkOneErrorLine(t, p.stderr.String(), "not restored", "ResumeSession")
 	if st := emu.Stats(); st.HungCalls == 0 || st.Byes != 1 {
 		t.Errorf("hung calls %d, byes %d", st.HungCalls, st.Byes)
 	}
