@@ -179,6 +179,9 @@ func planPush(ctx context.Context, o options, u *used, log *slog.Logger) (*pushP
 	case "":
 		p.key, err = pushkey.Find(ctx, kc)
 	case ephemeralKey:
+		if err = kc.AgentKeysOffered(); err != nil {
+			return p, err
+		}
 		var socket string
 		if socket, err = kc.AgentSocketFor(); err != nil {
 			return p, err
@@ -247,6 +250,8 @@ func explainPush(err error, o options, u *used, p *pushPlan) error {
 		}}
 	case errors.Is(err, pushkey.ErrNoAgent):
 		return fail("--push-key=ephemeral puts the key in the running ssh-agent, which ssh then offers: start one (eval \"$(ssh-agent)\") where ssh runs, or push a key file with --push-key=PATH")
+	case errors.Is(err, pushkey.ErrIdentitiesOnly):
+		return fail(fmt.Sprintf("ssh would not offer the ephemeral key: remove IdentitiesOnly yes for %s, or push the IdentityFile it names with --push-key (no =ephemeral)", p.host))
 	case errors.Is(err, pushkey.ErrAgentDisabled):
 		return fail(fmt.Sprintf("ssh would not use the ephemeral key: remove IdentityAgent none for %s, or use --push-key=PATH", p.host))
 	case errors.As(err, &age):

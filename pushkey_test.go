@@ -315,6 +315,12 @@ func pushFailures() []pushFailure {
 			t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t).Socket)
 			homeFile(t, ".ssh/config", "Host i-*\n    IdentityAgent none\n")
 		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "IdentityAgent none", "remove IdentityAgent none for " + pushInstance},
+		{"ephemeral but IdentitiesOnly", ssmtest.InstanceConnectOptions{}, func(t *testing.T) {
+			t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t).Socket)
+			homeFile(t, ".ssh/config", "Host i-*\n    IdentitiesOnly yes\n")
+		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "IdentitiesOnly yes", "remove IdentitiesOnly yes for " + pushInstance},
+		{"EKS node", ssmtest.InstanceConnectOptions{}, key, []string{"--os-user", "ec2-user"}, "eks_c:cluster-1_0123456789abcdef0", exitUsage,
+			"not an EC2 instance", "connect without --push-key"},
 		{"key file missing", ssmtest.InstanceConnectOptions{}, nil, []string{"--push-key=/nonexistent/key", "--os-user", "ec2-user"}, pushInstance, exitError,
 			"key file /nonexistent/key: open /nonexistent/key: no such file or directory", "--push-key=PATH wants a public key (.pub) or a private key file"},
 		{"encrypted key without .pub", ssmtest.InstanceConnectOptions{}, func(t *testing.T) {

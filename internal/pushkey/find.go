@@ -131,7 +131,8 @@ func (e *IdentityFileError) Unwrap() []error { return e.Errs }
 //  1. the IdentityFile(s) ssh_config gives for the host, the first that
 //     exists and Instance Connect accepts (if some exist and none is
 //     accepted, an *IdentityFileError);
-//  2. the first key the ssh-agent offers that Instance Connect accepts;
+//  2. the first key the ssh-agent offers that Instance Connect accepts
+//     (not with IdentitiesOnly yes, where ssh would not offer it);
 //  3. ~/.ssh/id_ed25519.pub, then ~/.ssh/id_rsa.pub.
 //
 // With nothing found the error is a *NoKeyError.
@@ -171,6 +172,9 @@ func Find(ctx context.Context, c Config) (*Key, error) {
 	switch {
 	case err != nil:
 		tried = append(tried, err.Error())
+	case c.AgentKeysOffered() != nil:
+		// ssh offers the agent's keys only for its identity files.
+		tried = append(tried, "the ssh-agent (IdentitiesOnly yes: ssh offers none of its keys of its own)")
 	default:
 		k, why := firstAgentKey(ctx, socket)
 		if k != nil {
@@ -225,6 +229,20 @@ func firstAgentKey(ctx context.Context, socket string) (*Key, string) {
 // ErrAgentDisabled reports that ssh_config sets IdentityAgent none for
 // the host: ssh will not use an agent.
 var ErrAgentDisabled = errors.New("ssh_config sets IdentityAgent none for this host: ssh uses no ssh-agent")
+
+// ErrIdentitiesOnly reports that ssh_config sets IdentitiesOnly yes for the
+// host: ssh offers only the keys of its IdentityFile entries, so a key that
+// lives only in the agent is never offered.
+var ErrIdentitiesOnly = errors.New("ssh_config sets IdentitiesOnly yes for this host: ssh offers only IdentityFile keys, not an ephemeral key in the agent")
+
+// AgentKeysOffered reports whether ssh will offer c.Host keys that are in
+// its agent only (an ephemeral key): an error says why not.
+func (c Config) AgentKeysOffered() error {
+	if strings.EqualFold(c.SSH.Get(c.Host, "IdentitiesOnly"), "yes") {
+		return ErrIdentitiesOnly
+	}
+	return nil
+}
 
 // AgentSocketFor is the agent socket ssh will use for c.Host: ssh_config's
 // IdentityAgent (none, SSH_AUTH_SOCK, $VAR or a path) or else

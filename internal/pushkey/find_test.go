@@ -81,7 +81,7 @@ func TestFindOrder(t *testing.T) {
 	_, agentKey, _ := ed25519.GenerateKey(rand.Reader)
 	e.agent = testenv.StartSSHAgent(t, agentKey)
 	agentPub, _ := ssh.NewPublicKey(agentKey.Public())
-	e.sshConfig("Host i-*\n    IdentityFile ~/.ssh/missing\n    IdentityFile ~/.ssh/work\n")
+	e.sshConfig("Host i-*\n    IdentityFile ~/.ssh/missing\n    IdentityFile ~/.ssh/work\nHost only-*\n    IdentitiesOnly yes\n")
 
 	check := func(host, want, source string) {
 		t.Helper()
@@ -98,6 +98,8 @@ func TestFindOrder(t *testing.T) {
 	check("i-0123456789abcdef0", configured, "IdentityFile "+filepath.Join(e.home, ".ssh", "work.pub")+" (ssh_config)")
 	// 2. The agent's first key for a host without IdentityFile.
 	check("web-1", strings.TrimSpace(string(ssh.MarshalAuthorizedKey(agentPub))), "ssh-agent key key0")
+	// With IdentitiesOnly yes ssh offers no agent-only key: the default file.
+	check("only-1", def, filepath.Join(e.home, ".ssh", "id_ed25519.pub"))
 	// 3. ~/.ssh/id_ed25519.pub without an agent, then id_rsa.pub.
 	e.agent = nil
 	check("web-1", def, filepath.Join(e.home, ".ssh", "id_ed25519.pub"))
