@@ -63,7 +63,10 @@ func (c *cli) forward(ctx context.Context, args []string) int {
 }
 
 // runForwards listens on every spec, then serves them all until ctx ends or
-// one fails for good; every session is terminated before it returns.
+// every one has failed for good; every session is terminated before it
+// returns. A spec that fails for good (a forbidden destination, say) while
+// others still serve is reported at once and stops listening, and the
+// others go on; the last failure is returned.
 func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forward.Spec, log *slog.Logger) error {
 	sf, err := c.prepare(ctx, o, u, log)
 	if err != nil {
@@ -85,6 +88,8 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
+	var mu sync.Mutex
+	serving := len(specs)
 	var wg, logged sync.WaitGroup
 	defer logged.Wait() // every session's line is in the session log before exit
 	for i, sp := range specs {
@@ -111,12 +116,24 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 			}
 			log.Info("new session for the forwarding", "listen", local.String(), "session", t.ID())
 		}
+		ln := lns[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			if err := fw.Serve(ctx); err != nil {
-				cancel(err)
+			err := fw.Serve(ctx)
+			if err == nil || ctx.Err() != nil {
+				return
 			}
+			ln.Close() // refuse this spec's connections from now on
+			mu.Lock()
+			serving--
+			last := serving == 0
+			mu.Unlock()
+			if last {
+				cancel(err)
+				return
+			}
+			reportError(c.stderr, fmt.Errorf("forward %s → %s: %w", local, sp.Destination(u.id), err), o, u, false)
 		}()
 	}
 	wg.Wait()

@@ -75,7 +75,7 @@ func startForwardCmd(t *testing.T, cmd *exec.Cmd, specs int) *forwardCmd {
 			cmd.Process.Kill()
 		}
 	})
-	ready := make(chan []string)
+	ready := make(chan []string, 64) // never blocks the reader: more lines than specs may come
 	go func() {
 		sc := bufio.NewScanner(pr)
 		for sc.Scan() {
@@ -306,7 +306,9 @@ func TestForwardRemoteHost(t *testing.T) {
 
 // TestForwardErrors: a destination nothing listens on closes that one
 // connection with a message, not the session; a forbidden remote address
-// and a busy local port are one-line errors with the right exit codes.
+// (the agent refuses the whole session) and a busy local port are one-line
+// errors with the right exit codes, and a forbidden forwarding beside a
+// good one stops only itself.
 func TestForwardErrors(t *testing.T) {
 	t.Run("nothing listening", func(t *testing.T) {
 		emu, err := ssmtest.Start(ssmtest.Options{})
@@ -352,6 +354,38 @@ func TestForwardErrors(t *testing.T) {
 		cmd.Run()
 		if code := cmd.ProcessState.ExitCode(); code != 3 || stdout.Len() != 0 || !strings.Contains(stderr.String(), "is forbidden") {
 			t.Errorf("exit %d, stdout %q, stderr:\n%s", code, stdout.String(), stderr.String())
+		}
+		waitIdle(t, emu)
+	})
+	t.Run("forbidden address beside a good one", func(t *testing.T) {
+		emu, err := ssmtest.Start(ssmtest.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer emu.Close()
+		echo := startEchoServer(t)
+		_, echoPort, _ := net.SplitHostPort(echo.addr)
+		f := startForward(t, emu, 1, instance, "0:169.254.169.254:80", "0:"+echoPort)
+		// Both forwardings say they are ready (the agent refuses the
+		// forbidden one once its session is up); find the good one's.
+		var echoAddr string
+		waitFor(t, 10*time.Second, func() bool {
+			for _, l := range strings.Split(f.stderr.String(), "\n") {
+				if m := readyLine.FindStringSubmatch(l); m != nil && m[2] == net.JoinHostPort(instance, echoPort) {
+					echoAddr = m[1]
+				}
+			}
+			return echoAddr != "" && strings.Contains(f.stderr.String(), "is forbidden")
+		})
+		if n := strings.Count(f.stderr.String(), "ssm-proxy: error:"); n != 1 || !strings.Contains(f.stderr.String(), "→ 169.254.169.254:80") {
+			t.Errorf("%d error lines, want one naming the forbidden forwarding:\n%s", n, f.stderr.String())
+		}
+		// The other forwarding carries on.
+		if _, err := echoThrough(echoAddr, 1, 64<<10, 0); err != nil {
+			t.Fatalf("%v:\n%s", err, f.stderr.String())
+		}
+		if code := f.stop(t); code != 130 {
+			t.Errorf("exit %d after SIGINT, want 130:\n%s", code, f.stderr.String())
 		}
 		waitIdle(t, emu)
 	})
