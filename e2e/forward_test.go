@@ -22,6 +22,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -232,8 +233,8 @@ func echoThrough(addr string, seed int64, size int, pace time.Duration) ([32]byt
 // TestForwardRemoteHost: AWS-StartPortForwardingSessionToRemoteHost to a
 // private name the bastion resolves, on a non-default loopback bind
 // address, 50 concurrent connections sha256-checked both ways; then the
-// same with the websocket recycled every few seconds under connections that
-// stay open across the recycles.
+// same with the websocket recycled every few seconds, dropped, or black-holed
+// under connections that stay open across the resumes.
 func TestForwardRemoteHost(t *testing.T) {
 	for _, c := range []struct {
 		name  string
@@ -244,6 +245,11 @@ func TestForwardRemoteHost(t *testing.T) {
 	}{
 		{"50 connections", ssmtest.Options{}, 50, 256 << 10, 0},
 		{"recycled websockets", ssmtest.Options{ByeEvery: 1500 * time.Millisecond, MoveCellOnResume: true}, 8, 512 << 10, 150 * time.Millisecond},
+		// With the real agent's pacing: unpaced at loopback speed a drop
+		// loses a window of frames, which the agent resends one per 100 ms
+		// tick (§5.4), and the case takes minutes.
+		{"drops", ssmtest.Options{Pacing: true, DropEveryBytes: 1 << 20, MoveCellOnResume: true}, 4, 384 << 10, 0},
+		{"black hole", ssmtest.Options{Pacing: true, BlackholeEvery: 1 << 20, MoveCellOnResume: true}, 4, 384 << 10, 0},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			echo := startEchoServer(t)
@@ -254,7 +260,7 @@ func TestForwardRemoteHost(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer emu.Close()
-			f := startForward(t, emu, 1, "db-bastion", "127.0.0.2:0:db.internal:"+echoPort)
+			f := startForward(t, emu, 1, append(slices.Clone(fastDetect), "db-bastion", "127.0.0.2:0:db.internal:"+echoPort)...)
 			if !strings.HasPrefix(f.addrs[0], "127.0.0.2:") {
 				t.Fatalf("listening on %s, want 127.0.0.2", f.addrs[0])
 			}
@@ -292,6 +298,9 @@ func TestForwardRemoteHost(t *testing.T) {
 			st := emu.Stats()
 			if c.emu.ByeEvery > 0 && (st.Byes < 2 || st.CellMoves < 2) {
 				t.Errorf("only %d Byes and %d cell moves during the transfer: the connections did not stay open across recycles", st.Byes, st.CellMoves)
+			}
+			if c.emu.DropEveryBytes > 0 && (st.Drops == 0 || st.Resumes == 0) || c.emu.BlackholeEvery > 0 && (st.Blackholes == 0 || st.Resumes == 0) {
+				t.Errorf("drops %d, black holes %d, resumes %d: the fault did not fire under the connections", st.Drops, st.Blackholes, st.Resumes)
 			}
 			if st.SessionsStarted != 1 {
 				t.Errorf("%d sessions, want 1 (resumed, not restarted)", st.SessionsStarted)
