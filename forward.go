@@ -80,7 +80,7 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 		}
 	}()
 	for _, sp := range specs {
-		ln, err := net.Listen("tcp", sp.Listen())
+		ln, err := net.Listen(sp.Network(), sp.Listen())
 		if err != nil {
 			return &listenError{spec: sp, err: err}
 		}

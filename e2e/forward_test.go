@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -310,6 +311,54 @@ func TestForwardRemoteHost(t *testing.T) {
 			}
 			waitIdle(t, emu)
 		})
+	}
+}
+
+// TestForwardBindsAndSIGTERM: an IPv6 bind address and a non-loopback one
+// (with its warning, IPv4 only as ssh -L binds it), both carrying bytes,
+// and SIGTERM ending the command with 143 after terminating both sessions.
+func TestForwardBindsAndSIGTERM(t *testing.T) {
+	emu, err := ssmtest.Start(ssmtest.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	echo := startEchoServer(t)
+	_, echoPort, _ := net.SplitHostPort(echo.addr)
+	f := startForward(t, emu, 2, instance, "[::1]:0:"+echoPort, "0.0.0.0:0:"+echoPort)
+	var v6, any string
+	for _, a := range f.addrs {
+		switch {
+		case strings.HasPrefix(a, "[::1]:"):
+			v6 = a
+		case strings.HasPrefix(a, "0.0.0.0:"):
+			_, p, _ := net.SplitHostPort(a)
+			any = net.JoinHostPort("127.0.0.1", p) // loopback traffic only
+		}
+	}
+	if v6 == "" || any == "" {
+		t.Fatalf("listening on %v, want [::1] and 0.0.0.0", f.addrs)
+	}
+	if !strings.Contains(f.stderr.String(), "0.0.0.0 is not a loopback address") || strings.Contains(f.stderr.String(), "::1 is not a loopback") {
+		t.Errorf("want the non-loopback warning for 0.0.0.0 only:\n%s", f.stderr.String())
+	}
+	for i, addr := range []string{v6, any} {
+		if _, err := echoThrough(addr, int64(i+1), 64<<10, 0); err != nil {
+			t.Fatalf("through %s: %v", addr, err)
+		}
+	}
+	f.cmd.Process.Signal(syscall.SIGTERM) // ours: by its PID
+	select {
+	case <-f.done:
+	case <-time.After(20 * time.Second):
+		t.Fatalf("ssm-proxy forward did not exit after SIGTERM:\n%s", f.stderr.String())
+	}
+	if code := f.cmd.ProcessState.ExitCode(); code != 143 {
+		t.Errorf("exit %d after SIGTERM, want 143:\n%s", code, f.stderr.String())
+	}
+	waitIdle(t, emu)
+	if st := emu.Stats(); st.SessionsStarted != 2 || st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 2 {
+		t.Errorf("%d sessions started, %d terminated by API, endings %v: want both terminated", st.SessionsStarted, st.TerminatedByAPI, st.Endings)
 	}
 }
 

@@ -114,6 +114,19 @@ func (sp Spec) Destination(target string) string {
 	return net.JoinHostPort(sp.Host, strconv.Itoa(sp.Port))
 }
 
+// Network is the network to listen on: "tcp4" for an IPv4 bind address,
+// so that 0.0.0.0 listens on IPv4 only, as ssh -L does, "tcp6" for an IPv6
+// one, "tcp" for a name.
+func (sp Spec) Network() string {
+	switch ip := net.ParseIP(sp.Bind); {
+	case ip == nil:
+		return "tcp"
+	case ip.To4() != nil:
+		return "tcp4"
+	}
+	return "tcp6"
+}
+
 // Loopback reports whether the spec listens on a loopback address only.
 func (sp Spec) Loopback() bool {
 	ip := net.ParseIP(sp.Bind)

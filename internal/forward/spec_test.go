@@ -68,3 +68,13 @@ func TestMuxConfig(t *testing.T) {
 		t.Errorf("agent 3.1.1446.0 (≤ 3.1.1511.0) keeps smux keep-alive on; got off")
 	}
 }
+
+// TestSpecNetwork: an IPv4 bind listens on IPv4 only (0.0.0.0 is not also
+// [::]), an IPv6 one on IPv6.
+func TestSpecNetwork(t *testing.T) {
+	for bind, want := range map[string]string{"127.0.0.1": "tcp4", "0.0.0.0": "tcp4", "::1": "tcp6", "::": "tcp6", "localhost": "tcp"} {
+		if got := (Spec{Bind: bind}).Network(); got != want {
+			t.Errorf("bind %s: network %s, want %s", bind, got, want)
+		}
+	}
+}
