@@ -266,3 +266,25 @@ func TestStrings(t *testing.T) {
 		t.Error("Flag.String")
 	}
 }
+
+// TestAgentKeepAlive: the agent's smux keep-alive by its version and the
+// client's (§9.3).
+func TestAgentKeepAlive(t *testing.T) {
+	for _, c := range []struct {
+		agent, client string
+		want          bool
+	}{
+		{"3.1.1300.0", "1.2.889.0", true},  // before any change: on
+		{"3.1.1446.0", "1.2.889.0", false}, // off whatever the client
+		{"3.1.1446.0", "1.2.0.0", false},
+		{"3.1.1476.0", "1.2.889.0", true}, // reverted
+		{"3.1.1575.0", "1.2.889.0", false},
+		{"3.1.1575.0", "1.2.331.0", true}, // off only above 1.2.331.0
+		{"3.3.1142.0", "1.2.0.0", true},
+		{"3.3.1142.0", "1.2.889.0", false},
+	} {
+		if got := AgentKeepAlive(c.agent, c.client); got != c.want {
+			t.Errorf("AgentKeepAlive(%s, %s) = %v, want %v", c.agent, c.client, got, c.want)
+		}
+	}
+}

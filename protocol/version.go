@@ -21,6 +21,13 @@ const (
 	// AgentVersionNoKeepAlive: the official client disables smux keep-alive
 	// iff the agent is above it.
 	AgentVersionNoKeepAlive = "3.1.1511.0"
+	// AgentVersionKeepAliveOff and AgentVersionKeepAliveBack bound the
+	// agents that disabled smux keep-alive whatever the client (3.1.1446.0,
+	// reverted in 3.1.1476.0); from AgentVersionKeepAliveByClient the agent
+	// disables it iff ClientVersion is above ClientVersionNoKeepAlive (§9.3).
+	AgentVersionKeepAliveOff      = "3.1.1446.0"
+	AgentVersionKeepAliveBack     = "3.1.1476.0"
+	AgentVersionKeepAliveByClient = "3.1.1575.0"
 	// AgentVersionTerminateFlag: agents above it honour FlagTerminateSession.
 	AgentVersionTerminateFlag = "2.3.722.0"
 	// AgentVersionPort is the first agent with the Port plugin (SSH needs it).
@@ -80,4 +87,18 @@ func PluginVersionGreater(a, b string) bool {
 		}
 	}
 	return false
+}
+
+// AgentKeepAlive reports whether an agent of agentVersion keeps smux
+// keep-alive on with a client of clientVersion (§7.1, §9.3). Both sides
+// must agree: the side with keep-alive on closes an idle smux session
+// when the other sends nothing for 30 s.
+func AgentKeepAlive(agentVersion, clientVersion string) bool {
+	switch {
+	case CompareAgentVersions(agentVersion, AgentVersionKeepAliveOff) >= 0 && CompareAgentVersions(agentVersion, AgentVersionKeepAliveBack) < 0:
+		return false
+	case CompareAgentVersions(agentVersion, AgentVersionKeepAliveByClient) >= 0:
+		return CompareAgentVersions(clientVersion, ClientVersionNoKeepAlive) <= 0
+	}
+	return true
 }

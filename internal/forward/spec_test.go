@@ -64,8 +64,12 @@ func TestMuxConfig(t *testing.T) {
 	if c := MuxConfig("3.3.1142.0"); !c.KeepAliveDisabled || c.Version != 1 {
 		t.Errorf("current agent: %+v, want keep-alive off, version 1", c)
 	}
-	if c := MuxConfig("3.1.1446.0"); c.KeepAliveDisabled {
-		t.Errorf("agent 3.1.1446.0 (≤ 3.1.1511.0) keeps smux keep-alive on; got off")
+	// As the agent has it (§9.3): on before 3.1.1446.0, off whatever the
+	// client in 3.1.1446.0–3.1.1475.x, on again until 3.1.1575.0.
+	for v, off := range map[string]bool{"3.1.1300.0": false, "3.1.1446.0": true, "3.1.1470.0": true, "3.1.1476.0": false, "3.1.1574.0": false, "3.1.1575.0": true} {
+		if c := MuxConfig(v); c.KeepAliveDisabled != off {
+			t.Errorf("agent %s: keep-alive disabled %v, want %v", v, c.KeepAliveDisabled, off)
+		}
 	}
 }
 

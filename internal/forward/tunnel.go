@@ -105,14 +105,16 @@ func SessionOptions(onDialFailure func()) (proxy.Options, <-chan string) {
 var errSessionOver = errors.New("port-forwarding session ended")
 
 // MuxConfig is the smux client configuration for an agent (§7.1, §7.4):
-// protocol version 1, keep-alive off when the agent turns its own off
-// (agents above 3.1.1511.0 do for a client above 1.2.331.0, which we are),
-// else on with smux's 10 s / 30 s. A mismatch is fatal: the side with
-// keep-alive on closes an idle session after 30 s.
+// protocol version 1, keep-alive exactly as the agent has its own — off
+// for agents from 3.1.1575.0 with our ClientVersion, and for 3.1.1446.0 to
+// 3.1.1475.x, which turned it off whatever the client; else on with smux's
+// 10 s / 30 s. A mismatch is fatal: the side with keep-alive on closes an
+// idle session after 30 s. (The official client follows its own threshold,
+// agent above 3.1.1511.0, and so mismatches agents 3.1.1446.0–3.1.1475.x.)
 func MuxConfig(agentVersion string) *smux.Config {
 	c := smux.DefaultConfig()
 	c.Version = 1
-	c.KeepAliveDisabled = protocol.PluginVersionGreater(agentVersion, protocol.AgentVersionNoKeepAlive)
+	c.KeepAliveDisabled = !protocol.AgentKeepAlive(agentVersion, proxy.DefaultClientVersion)
 	return c
 }
 

@@ -396,10 +396,11 @@ func (m *muxServer) closeConns() {
 	}
 }
 
-// muxConfig is the agent's smux configuration for a client (§7.1).
+// muxConfig is the agent's smux configuration for a client (§7.1): keep-
+// alive as this agent version decides it (§9.3).
 func (ss *session) muxConfig(clientVersion string) *smux.Config {
 	cfg := smux.DefaultConfig()
-	if protocol.CompareAgentVersions(clientVersion, protocol.ClientVersionNoKeepAlive) > 0 {
+	if !protocol.AgentKeepAlive(ss.agentVersion, clientVersion) {
 		cfg.KeepAliveDisabled = true
 		return cfg
 	}
