@@ -488,7 +488,9 @@ func (c *minClient) run() {
 				continue
 			}
 			c.mu.Lock()
-			if ok {
+			if ok && !c.ended {
+				// How a live websocket ended; the close that follows the
+				// session's channel_closed is the normal end, not a fault.
 				c.closeErrs = append(c.closeErrs, ev.err)
 			}
 			ended := c.ended
