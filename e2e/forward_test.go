@@ -339,7 +339,9 @@ func TestForwardBindsAndSIGTERM(t *testing.T) {
 	if v6 == "" || any == "" {
 		t.Fatalf("listening on %v, want [::1] and 0.0.0.0", f.addrs)
 	}
-	if !strings.Contains(f.stderr.String(), "0.0.0.0 is not a loopback address") || strings.Contains(f.stderr.String(), "::1 is not a loopback") {
+	// The warning follows the ready line.
+	waitFor(t, 10*time.Second, func() bool { return strings.Contains(f.stderr.String(), "0.0.0.0 is not a loopback address") })
+	if strings.Contains(f.stderr.String(), "::1 is not a loopback") {
 		t.Errorf("want the non-loopback warning for 0.0.0.0 only:\n%s", f.stderr.String())
 	}
 	for i, addr := range []string{v6, any} {
