@@ -47,7 +47,11 @@ func StartTunnel(ctx context.Context, sess *proxy.Session, handshake <-chan stri
 		done:   make(chan struct{}),
 	}
 	go func() {
-		t.err = sess.Run(ctx, toAgentR, fromAgentW)
+		err := sess.Run(ctx, toAgentR, fromAgentW)
+		if errors.Is(err, proxy.ErrStdoutClosed) && ctx.Err() != nil {
+			err = ctx.Err() // Close closed the pipe: the tunnel's end, not lost output
+		}
+		t.err = err
 		fromAgentW.CloseWithError(errSessionOver)
 		toAgentR.Close()
 		close(t.done)
@@ -144,8 +148,8 @@ func (t *Tunnel) ID() string { return t.sess.ID() }
 // Manager session (terminated on the AWS side, bounded). It waits for the
 // session to end.
 func (t *Tunnel) Close() {
+	t.cancel() // first: the pipes closing below must not read as lost output
 	t.mux.Close()
-	t.cancel()
 	t.conn.Close()
 	<-t.done
 }
