@@ -118,28 +118,37 @@ func (s *Server) apiDescribeInstanceInformation(in *describeInput) (*describeOut
 			matches = append(matches, inst)
 		}
 	}
-	fp := filtersFingerprint(filters)
-	start := 0
-	if in.NextToken != nil {
-		if start, err = parsePageToken(*in.NextToken, fp, len(matches)); err != nil {
-			return nil, err
-		}
+	start, end, next, err := s.page(len(matches), in.MaxResults, in.NextToken, filtersFingerprint(filters))
+	if err != nil {
+		return nil, err
 	}
-	size := defaultMaxResults
-	if in.MaxResults != nil {
-		size = *in.MaxResults
-	}
-	size = min(size, s.opts.PageSize)
-	end := min(start+size, len(matches))
-	out := &describeOutput{InstanceInformationList: make([]instanceInformation, 0, end-start)}
+	out := &describeOutput{InstanceInformationList: make([]instanceInformation, 0, end-start), NextToken: next}
 	now := time.Now()
 	for _, inst := range matches[start:end] {
 		out.InstanceInformationList = append(out.InstanceInformationList, s.instanceInformation(inst, now))
 	}
-	if end < len(matches) {
-		out.NextToken = pageToken(end, fp)
-	}
 	return out, nil
+}
+
+// page picks the page [start, end) of n results that a request with
+// maxResults and nextToken asks for — min(MaxResults, Options.PageSize) at
+// a time — and the token of the next page ("" on the last); fp is the
+// fingerprint of the request's filters, which the token must match.
+func (s *Server) page(n int, maxResults *int, nextToken *string, fp uint64) (start, end int, next string, err error) {
+	if nextToken != nil {
+		if start, err = parsePageToken(*nextToken, fp, n); err != nil {
+			return 0, 0, "", err
+		}
+	}
+	size := defaultMaxResults
+	if maxResults != nil {
+		size = *maxResults
+	}
+	end = min(start+min(size, s.opts.PageSize), n)
+	if end < n {
+		next = pageToken(end, fp)
+	}
+	return start, end, next, nil
 }
 
 // describeFilters validates the request and returns its filters, from

@@ -40,13 +40,14 @@ type instanceProperty struct {
 // apiDescribeInstanceProperties lists the inventory's properties, those
 // of the given InstanceIds if the filter is there.
 func (s *Server) apiDescribeInstanceProperties(in *propertiesInput) (*propertiesOutput, error) {
+	unsupported := newAPIError("InvalidFilterKey", "the emulator supports only the InstanceIds filter of InstancePropertyFilterList")
 	if len(in.FiltersWithOperator) > 0 {
-		return nil, newAPIError("InvalidFilterKey", "the emulator supports only the InstanceIds filter of InstancePropertyFilterList")
+		return nil, unsupported
 	}
 	var ids []string
 	for _, f := range in.InstancePropertyFilterList {
 		if f.Key == nil || *f.Key != "InstanceIds" {
-			return nil, newAPIError("InvalidFilterKey", "the emulator supports only the InstanceIds filter of InstancePropertyFilterList")
+			return nil, unsupported
 		}
 		if len(f.ValueSet) == 0 || len(f.ValueSet) > maxFilterValues {
 			return nil, newAPIError("InvalidFilterValue", "InstanceIds takes 1 to %d values", maxFilterValues)
@@ -59,24 +60,14 @@ func (s *Server) apiDescribeInstanceProperties(in *propertiesInput) (*properties
 			matches = append(matches, withInstanceDefaults(inst))
 		}
 	}
-	fp := filtersFingerprint([]instanceFilter{{Key: "InstanceIds", Values: ids}})
-	start := 0
-	if in.NextToken != nil {
-		var err error
-		if start, err = parsePageToken(*in.NextToken, fp, len(matches)); err != nil {
-			return nil, err
-		}
-	}
-	size := defaultMaxResults
-	if in.MaxResults != nil {
-		size = *in.MaxResults
-	}
-	if size < minMaxResults || size > maxMaxResults {
+	if m := in.MaxResults; m != nil && (*m < minMaxResults || *m > maxMaxResults) {
 		return nil, newAPIError("ValidationException", "MaxResults must be between %d and %d", minMaxResults, maxMaxResults)
 	}
-	size = min(size, s.opts.PageSize)
-	end := min(start+size, len(matches))
-	out := &propertiesOutput{InstanceProperties: make([]instanceProperty, 0, end-start)}
+	start, end, next, err := s.page(len(matches), in.MaxResults, in.NextToken, filtersFingerprint([]instanceFilter{{Key: "InstanceIds", Values: ids}}))
+	if err != nil {
+		return nil, err
+	}
+	out := &propertiesOutput{InstanceProperties: make([]instanceProperty, 0, end-start), NextToken: next}
 	now := time.Now()
 	for _, inst := range matches[start:end] {
 		info := s.instanceInformation(inst, now)
@@ -90,9 +81,6 @@ func (s *Server) apiDescribeInstanceProperties(in *propertiesInput) (*properties
 			PlatformName:     info.PlatformName,
 			ResourceType:     info.ResourceType,
 		})
-	}
-	if end < len(matches) {
-		out.NextToken = pageToken(end, fp)
 	}
 	return out, nil
 }
