@@ -318,11 +318,7 @@ func TestForwardRemoteHost(t *testing.T) {
 // (with its warning, IPv4 only as ssh -L binds it), both carrying bytes,
 // and SIGTERM ending the command with 143 after terminating both sessions.
 func TestForwardBindsAndSIGTERM(t *testing.T) {
-	emu, err := ssmtest.Start(ssmtest.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emu.Close()
+	emu := startEmu(t, ssmtest.Options{})
 	echo := startEchoServer(t)
 	_, echoPort, _ := net.SplitHostPort(echo.addr)
 	f := startForward(t, emu, 2, instance, "[::1]:0:"+echoPort, "0.0.0.0:0:"+echoPort)
@@ -418,11 +414,7 @@ func TestForwardErrors(t *testing.T) {
 		waitIdle(t, emu)
 	})
 	t.Run("forbidden address beside a good one", func(t *testing.T) {
-		emu, err := ssmtest.Start(ssmtest.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer emu.Close()
+		emu := startEmu(t, ssmtest.Options{})
 		echo := startEchoServer(t)
 		_, echoPort, _ := net.SplitHostPort(echo.addr)
 		f := startForward(t, emu, 1, instance, "0:169.254.169.254:80", "0:"+echoPort)
