@@ -29,29 +29,42 @@ import (
 // The ProxyCommand: `ssm-proxy [flags] TARGET PORT` connects ssh's stdin and
 // stdout to PORT on TARGET through one Session Manager session.
 
-// proxyCommand runs `ssm-proxy [flags] TARGET PORT`, the ProxyCommand.
-func (c *cli) proxyCommand(ctx context.Context, args []string) int {
-	var o options
+// proxyArgs is the ProxyCommand's parsed command line.
+type proxyArgs struct {
+	o          options
+	name, port string       // TARGET (stripped) and PORT; no PORT with --to
+	to         forward.Spec // --to HOST:PORT
+}
+
+// portNumber is PORT as a number (checked by parseProxy).
+func (p proxyArgs) portNumber() int {
+	n, _ := strconv.Atoi(p.port)
+	return n
+}
+
+// parseProxy parses and checks the ProxyCommand's arguments; !ok: the
+// command ends with code (usage printed, or --version/--help done).
+func (c *cli) parseProxy(args []string) (p proxyArgs, code int, ok bool) {
+	o := &p.o
 	fs := c.newFlagSet("ssm-proxy")
 	o.flags(fs)
 	o.sessionFlags(fs)
 	fs.StringVar(&o.document, "document", "AWS-StartSSHSession", "")
 	fs.StringVar(&o.to, "to", "", "")
 	fs.BoolVar(&o.version, "version", false, "")
+	fs.DurationVar(&o.share, "share", 0, "")
 	o.pushKeyFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
-		return code
+		return p, code, false
 	}
 	if o.version {
 		fmt.Fprintln(c.stdout, "ssm-proxy", version())
-		return exitOK
+		return p, exitOK, false
 	}
-	var name, port string
-	var to forward.Spec
 	var err error
 	if o.to != "" {
-		if to, err = parseTo(o.to); err == nil {
-			name, err = parseToArgs(fs.Args(), o)
+		if p.to, err = parseTo(o.to); err == nil {
+			p.name, err = parseToArgs(fs.Args(), *o)
 		}
 		fs.Visit(func(f *flag.Flag) {
 			switch f.Name {
@@ -62,21 +75,58 @@ func (c *cli) proxyCommand(ctx context.Context, args []string) int {
 			}
 		})
 	} else {
-		name, port, err = parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
+		p.name, p.port, err = parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
+	}
+	if err == nil && o.share != 0 {
+		err = checkShare(fs, o.share)
 	}
 	if err != nil {
-		return c.usageError(err)
+		return p, c.usageError(err), false
 	}
+	return p, 0, true
+}
+
+// checkShare refuses what --share cannot go with.
+func checkShare(fs *flag.FlagSet, d time.Duration) (err error) {
+	if d < 0 {
+		return fmt.Errorf("--share %s: want how long to keep the shared session after its last connection, e.g. 60s", d)
+	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "push-key", "os-user":
+			err = fmt.Errorf("--%s cannot go with --share yet: each connection needs its own key pushed; use --push-key alone, or ControlPersist (ssm-proxy ssh-config --multiplex)", f.Name)
+		case "document":
+			err = errors.New("--document cannot go with --share, which carries connections over AWS-StartPortForwardingSession")
+		}
+	})
+	return err
+}
+
+// proxyCommand runs `ssm-proxy [flags] TARGET PORT`, the ProxyCommand.
+func (c *cli) proxyCommand(ctx context.Context, args []string) int {
+	p, code, ok := c.parseProxy(args)
+	if !ok {
+		return code
+	}
+	o := p.o
 	log := newLogger(c.stderr, o.verbose)
 
 	ctx, sig := withSignals(ctx)
-	used := &used{target: name}
-	if o.to != "" {
-		err = c.connectTo(ctx, o, used, to, log)
-	} else {
-		err = c.connect(ctx, o, used, port, log)
+	if o.share > 0 {
+		code := c.proxyShared(ctx, o, args, log)
+		if n := sig(); n != 0 {
+			return exitSignalsBase + n
+		}
+		return code
 	}
-	code := exitOK
+	used := &used{target: p.name}
+	var err error
+	if o.to != "" {
+		err = c.connectTo(ctx, o, used, p.to, log)
+	} else {
+		err = c.connect(ctx, o, used, p.port, log)
+	}
+	code = exitOK
 	if n := sig(); n != 0 {
 		code = exitSignalsBase + n
 	} else if err != nil {

@@ -95,27 +95,12 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 	for i, sp := range specs {
 		local := lns[i].Addr().(*net.TCPAddr)
 		sp.LocalPort = local.Port
-		fw := &forward.Forwarder{
-			Spec:     sp,
-			Listener: lns[i],
-			Log:      log,
-			Start: func(ctx context.Context) (*forward.Tunnel, error) {
-				return c.startTunnel(ctx, sf, u, sp, log, &logged)
-			},
-			Fatal: fatalStart,
-		}
-		first := true
-		fw.OnTunnel = func(t *forward.Tunnel) {
-			if first {
-				first = false
-				printNote(c.stderr, fmt.Sprintf("forwarding %s → %s through %s (session %s)", local, sp.Destination(u.id), u.id, t.ID()))
-				if !sp.Loopback() {
-					log.Warn(sp.Bind + " is not a loopback address: other machines can connect through this forwarding")
-				}
-				return
+		fw := c.forwarder(sf, u, sp, lns[i], log, &logged, func(t *forward.Tunnel) {
+			printNote(c.stderr, fmt.Sprintf("forwarding %s → %s through %s (session %s)", local, sp.Destination(u.id), u.id, t.ID()))
+			if !sp.Loopback() {
+				log.Warn(sp.Bind + " is not a loopback address: other machines can connect through this forwarding")
 			}
-			log.Info("new session for the forwarding", "listen", local.String(), "session", t.ID())
-		}
+		})
 		ln := lns[i]
 		wg.Add(1)
 		go func() {
@@ -141,6 +126,31 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 		return err
 	}
 	return nil
+}
+
+// forwarder is the Forwarder of sp on ln, whose tunnels are sessions of
+// sf (logged counts their session-log lines still to write); started is
+// called with the first tunnel, and later ones are logged.
+func (c *cli) forwarder(sf *sessionFactory, u *used, sp forward.Spec, ln net.Listener, log *slog.Logger, logged *sync.WaitGroup, started func(*forward.Tunnel)) *forward.Forwarder {
+	fw := &forward.Forwarder{
+		Spec:     sp,
+		Listener: ln,
+		Log:      log,
+		Start: func(ctx context.Context) (*forward.Tunnel, error) {
+			return c.startTunnel(ctx, sf, u, sp, log, logged)
+		},
+		Fatal: fatalStart,
+	}
+	first := true
+	fw.OnTunnel = func(t *forward.Tunnel) {
+		if first {
+			first = false
+			started(t)
+			return
+		}
+		log.Info("new session for the forwarding", "listen", ln.Addr().String(), "session", t.ID())
+	}
+	return fw
 }
 
 // startTunnel starts one port-forwarding session for sp and its smux
@@ -255,15 +265,7 @@ func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec
 	}
 	in, out, restore := sessionStdio(c.stdin, c.stdout, log)
 	defer restore()
-	down := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(out, st)
-		down <- err
-	}()
-	go func() {
-		io.Copy(st, in)
-		st.CloseWrite() // ssh is done sending; the reply may still come
-	}()
+	down := carryStdio(in, out, st)
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
@@ -272,14 +274,42 @@ func (c *cli) connectTo(ctx context.Context, o options, u *used, sp forward.Spec
 			return err
 		}
 		return nil
-	case err := <-down:
+	case d := <-down:
 		select {
 		case <-dialFailed:
 			return &dialError{dest: sp.Destination(u.id)}
 		default:
 		}
-		return err
+		return d.err
 	}
+}
+
+// halfCloser is a connection whose sending half closes on its own.
+type halfCloser interface {
+	io.ReadWriter
+	CloseWrite() error
+}
+
+// copied is how much of a connection reached stdout, and why it stopped.
+type copied struct {
+	n   int64
+	err error
+}
+
+// carryStdio copies conn to out and in to conn, closing conn's sending half
+// at in's end (ssh is done sending; the reply may still come); the channel
+// receives the result of the copy to out when conn's end reached it.
+func carryStdio(in io.Reader, out io.Writer, conn halfCloser) <-chan copied {
+	down := make(chan copied, 1)
+	go func() {
+		n, err := io.Copy(out, conn)
+		down <- copied{n, err}
+	}()
+	go func() {
+		io.Copy(conn, in)
+		conn.CloseWrite()
+	}()
+	return down
 }
 
 // dialError reports that the agent could not connect to --to's

@@ -86,6 +86,8 @@ func commands() []command {
 		{name: "version", summary: "print the version", usage: versionUsage, run: (*cli).versionCommand},
 		{name: "help", summary: "print the help of a command", usage: helpUsage,
 			args: []argKind{argCommand}, run: (*cli).help},
+		{name: shareServeCommand, usage: "Usage: ssm-proxy " + shareServeCommand + " SOCKET ARGS...\n",
+			run: (*cli).shareServe, hidden: true},
 		{name: completeCommand, usage: "Usage: ssm-proxy " + completeCommand + " N -- WORDS...\n",
 			run: (*cli).complete, hidden: true},
 	}
@@ -158,6 +160,13 @@ Flags (they go before TARGET):
                            60 s with EC2 Instance Connect first (the key ssh
                            would use, PATH, or a new key in ssh-agent)
     --os-user USER         the OS user --push-key pushes the key for (%%r)
+    --share DUR            carry this connection, and every later one to the
+                           same TARGET and PORT, over one shared session
+                           (AWS-StartPortForwardingSession) that a background
+                           ssm-proxy keeps until DUR after the last one ends:
+                           later connections skip StartSession, TLS and the
+                           websocket (e.g. --share 60s, for Ansible and scp
+                           loops without ControlPersist)
     --resume-timeout DUR   how long to keep trying to restore a lost
                            connection before giving up (default 2m)
     --ping-interval DUR    websocket keep-alive ping interval (default 15s)
@@ -276,6 +285,9 @@ Flags:
     --multiplex            one session per host shared by ssh connections:
                            ControlMaster auto, ControlPath ~/.ssh/ssm-proxy-%C,
                            ControlPersist 10m
+    --share DUR            one session per host for every tool that runs ssh,
+                           even without ControlPersist (Ansible, scp loops):
+                           the blocks run ssm-proxy with --share DUR
     --push-key[=PATH|ephemeral]
                            push the key with EC2 Instance Connect before each
                            session: ProxyCommand … --push-key --os-user %r
@@ -409,9 +421,10 @@ type options struct {
 	stripPrefix, stripSuffix          string
 	resumeTimeout, ping, deadPeer     time.Duration
 	verbose, version                  bool
-	to                                string      // --to HOST:PORT (forward.go)
-	pushKey                           pushKeyFlag // --push-key[=PATH|ephemeral] (pushkey.go)
-	osUser                            string      // --os-user
+	to                                string        // --to HOST:PORT (forward.go)
+	pushKey                           pushKeyFlag   // --push-key[=PATH|ephemeral] (pushkey.go)
+	osUser                            string        // --os-user
+	share                             time.Duration // --share DUR (share_unix.go)
 }
 
 // flags registers the flags every command shares.

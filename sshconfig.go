@@ -32,6 +32,7 @@ func (c *cli) sshConfig(ctx context.Context, args []string) int {
 	fs.StringVar(&o.file, "file", "", "")
 	fs.BoolVar(&o.replace, "replace", false, "")
 	fs.BoolVar(&o.multiplex, "multiplex", false, "")
+	fs.DurationVar(&o.share, "share", 0, "")
 	fs.StringVar(&o.stripPrefix, "strip-prefix", "", "")
 	fs.StringVar(&o.stripSuffix, "strip-suffix", "", "")
 	fs.Var(&o.pushKey, "push-key", "")
@@ -68,7 +69,7 @@ func (c *cli) sshConfig(ctx context.Context, args []string) int {
 		File:    file,
 		Blocks:  blocks,
 		Replace: o.replace,
-		Exact:   o.profile != "" || o.region != "" || o.stripPrefix != "" || o.stripSuffix != "" || o.multiplex || o.pushKey.set,
+		Exact:   o.profile != "" || o.region != "" || o.stripPrefix != "" || o.stripSuffix != "" || o.multiplex || o.share != 0 || o.pushKey.set,
 		SSH:     c.ssh,
 		Now:     c.clock(),
 		Log:     func(format string, args ...any) { log.Debug(fmt.Sprintf(format, args...)) },
@@ -138,7 +139,18 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 	if o.multiplex && runtime.GOOS == "windows" {
 		return nil, errors.New("ssh-config: --multiplex: OpenSSH for Windows has no connection sharing (ControlMaster)")
 	}
+	switch {
+	case o.share < 0:
+		return nil, fmt.Errorf("ssh-config: --share %s: want how long to keep a shared session after its last connection, e.g. 60s", o.share)
+	case o.share > 0 && o.pushKey.set:
+		return nil, errors.New("ssh-config: --share cannot go with --push-key yet: each connection needs its own key pushed")
+	case o.share > 0 && runtime.GOOS == "windows":
+		return nil, errors.New("ssh-config: --share needs Unix sockets, which this build does not have")
+	}
 	cmd := sshArg(program)
+	if o.share > 0 {
+		cmd += " --share " + o.share.String()
+	}
 	if o.profile != "" {
 		cmd += " --profile " + sshArg(o.profile)
 	}

@@ -114,6 +114,10 @@ func TestSSHConfigPrint(t *testing.T) {
 		{"multiplex", "ssm-proxy", []string{"--multiplex"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"controlmaster": "auto", "controlpersist": "600"},
 		}},
+		{"share", "ssm-proxy", []string{"--share", "90s"}, map[string]map[string]string{
+			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1m30s %h %p"},
+			"web-1.ssm":           {"proxycommand": "ssm-proxy --share 1m30s --strip-suffix .ssm %n %p"},
+		}},
 		{"push key", "ssm-proxy", []string{"--push-key"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --push-key --os-user %r %h %p"},
 			"web-1.ssm":           {"proxycommand": "ssm-proxy --push-key --os-user %r --strip-suffix .ssm %n %p"},

@@ -39,8 +39,15 @@ type Forwarder struct {
 	// Other failures refuse the connection at hand, and further ones until
 	// a backoff has passed. nil: every failure is of the other kind.
 	Fatal func(error) bool
+	// Idle, if positive, ends Serve (with nil) once no connection has been
+	// carried for that long: a shared session (ssm-proxy --share) lasts as
+	// long as it is used and Idle more.
+	Idle time.Duration
 
 	mu         sync.Mutex
+	busy       int         // connections accepted and not yet done (Idle)
+	idle       *time.Timer // runs out after Idle with busy at 0
+	idled      bool        // it has: accept no more
 	tunnel     *Tunnel
 	retryAt    time.Time     // no new tunnel is tried before (after a failure)
 	retryDelay time.Duration // the current backoff
@@ -70,14 +77,32 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		<-ctx.Done()
 		f.Listener.Close()
 	}()
+	if f.Idle > 0 {
+		f.mu.Lock()
+		f.idle = time.AfterFunc(f.Idle, func() {
+			f.mu.Lock()
+			defer f.mu.Unlock()
+			if f.busy == 0 {
+				f.idled = true
+				f.Log.Debug("no connection for "+f.Idle.String()+"; ending", "listen", f.Spec.Listen())
+				cancel(nil)
+			}
+		})
+		f.mu.Unlock()
+	}
 	for {
 		c, err := f.Listener.Accept()
 		if err != nil {
 			break
 		}
+		if !f.enter() {
+			c.Close() // the idle timer has just run out
+			break
+		}
 		st, err := f.open(ctx, cancel)
 		if err != nil {
 			c.Close()
+			f.leave()
 			if f.Fatal != nil && f.Fatal(err) {
 				cancel(err)
 				break
@@ -88,9 +113,17 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 			continue
 		}
 		f.conns.Add(1)
-		go f.carry(ctx, st, c)
+		go func() {
+			defer f.leave()
+			f.carry(ctx, st, c)
+		}()
 	}
 	cancel(nil)
+	f.mu.Lock()
+	if f.idle != nil {
+		f.idle.Stop()
+	}
+	f.mu.Unlock()
 	f.mu.Lock()
 	t := f.tunnel
 	f.tunnel = nil
@@ -103,6 +136,32 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// enter counts a connection accepted; false if the idle timer ran out
+// first.
+func (f *Forwarder) enter() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.idled {
+		return false
+	}
+	f.busy++
+	if f.idle != nil {
+		f.idle.Stop()
+	}
+	return true
+}
+
+// leave counts a connection done, and starts the idle timer when it was the
+// last.
+func (f *Forwarder) leave() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.busy--
+	if f.busy == 0 && f.idle != nil && !f.idled {
+		f.idle.Reset(f.Idle)
+	}
 }
 
 // errBackingOff refuses a connection while a failed start backs off.

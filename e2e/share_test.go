@@ -1,0 +1,277 @@
+//go:build unix
+
+package e2e
+
+// ssm-proxy --share: many ssh, scp and rsync connections carried by one
+// port-forwarding session that a background ssm-proxy keeps while it is
+// used; it ends (TerminateSession) once idle, or on SIGTERM; a start that
+// fails reads as it would without --share; a stale socket is replaced.
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
+)
+
+// shareHarness is a harness whose ProxyCommand is `ssm-proxy --share
+// persist`, with its sockets in a directory of the test's own.
+func shareHarness(t *testing.T, persist string, emu ssmtest.Options) (*harness, string) {
+	t.Helper()
+	h := newHarness(t, harnessOptions{emu: emu, proxyFlags: []string{"--share", persist}})
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	h.env = append(h.env, "XDG_RUNTIME_DIR="+run)
+	return h, filepath.Join(run, "ssm-proxy")
+}
+
+// sharedPIDs returns the PIDs in the pid files of dir's shared processes.
+func sharedPIDs(t *testing.T, dir string) []int {
+	t.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
+	var pids []int
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // removed as the process exits
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitGone waits until pid has exited (it is not ours to reap: its parent,
+// the ProxyCommand that started it, has exited) and its socket is gone.
+func waitGone(t *testing.T, pid int, dir string, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		alive := syscall.Kill(pid, 0) == nil && !isZombie(pid)
+		socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+		if !alive && len(socks) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("shared process %d alive %v, sockets %v after %s", pid, alive, socks, timeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func isZombie(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	_, after, _ := strings.Cut(string(b), ") ")
+	return strings.HasPrefix(after, "Z")
+}
+
+// stopShared ends the shared processes of dir, ours by their PIDs, when a
+// test fails before they idle out.
+func stopShared(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		for _, pid := range sharedPIDs(t, dir) {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	})
+}
+
+// sshSHA runs `ssh instance sha256sum` with src as stdin and checks the
+// digest.
+func sshSHA(ctx context.Context, h *harness, src, want string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	c := h.ssh(ctx, instance, "sha256sum")
+	c.Stdin = f
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, stderr.String())
+	}
+	if got := strings.Fields(string(out)); len(got) == 0 || got[0] != want {
+		return fmt.Errorf("remote sha256 %q, want %s", out, want)
+	}
+	return nil
+}
+
+// TestShare: ssh, scp and rsync, one after another, through one session;
+// then it ends by itself once idle, terminated.
+func TestShare(t *testing.T) {
+	h, dir := shareHarness(t, "2s", ssmtest.Options{})
+	stopShared(t, dir)
+	ctx := testCtx(t, 2*time.Minute)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "in")
+	want := testenv.RandomFile(t, src, 1<<20, 41)
+	for i := range 3 {
+		if err := sshSHA(ctx, h, src, want); err != nil {
+			t.Fatalf("ssh %d: %v", i, err)
+		}
+	}
+	back := filepath.Join(tmp, "back")
+	run(t, h.scp(ctx, instance+":"+src, back))
+	if got := testenv.FileSHA256(t, back); got != want {
+		t.Fatalf("scp: sha256 %s, want %s", got, want)
+	}
+	tree := filepath.Join(tmp, "tree")
+	testenv.MakeTree(t, tree, 42)
+	run(t, h.rsync(ctx, "-a", tree+"/", instance+":"+filepath.Join(tmp, "copy")+"/"))
+	if got, want := testenv.TreeDigest(t, filepath.Join(tmp, "copy")), testenv.TreeDigest(t, tree); got != want {
+		t.Fatalf("rsync: tree digest %s, want %s", got, want)
+	}
+	st := h.emu.Stats()
+	if st.SessionsStarted != 1 || st.Active != 1 {
+		t.Fatalf("5 connections: sessions started %d, active %d; want 1 and 1", st.SessionsStarted, st.Active)
+	}
+	pids := sharedPIDs(t, dir)
+	if len(pids) != 1 {
+		t.Fatalf("shared processes %v, want one", pids)
+	}
+	// Idle for 2 s: it terminates its session and exits.
+	st = h.checkEnded(1)
+	if n := st.TerminatedByAPI + st.Endings[ssmtest.EndTerminateFlag]; n != 1 {
+		t.Errorf("sessions terminated by the client = %d, want 1 (endings %v)", n, st.Endings)
+	}
+	waitGone(t, pids[0], dir, 15*time.Second)
+	// The next connection starts a new one.
+	if err := sshSHA(ctx, h, src, want); err != nil {
+		t.Fatal(err)
+	}
+	if st := h.emu.Stats(); st.SessionsStarted != 2 {
+		t.Fatalf("after the idle end: sessions started %d, want 2", st.SessionsStarted)
+	}
+	h.checkEnded(2)
+}
+
+// TestShareConcurrentStart: connections that all find no shared session
+// start one between them, and all are carried.
+func TestShareConcurrentStart(t *testing.T) {
+	h, dir := shareHarness(t, "1s", ssmtest.Options{})
+	stopShared(t, dir)
+	ctx := testCtx(t, 2*time.Minute)
+	tmp := t.TempDir()
+	const n = 6
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		src := filepath.Join(tmp, fmt.Sprintf("in%d", i))
+		want := testenv.RandomFile(t, src, 200<<10+int64(i)*777, int64(50+i))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := sshSHA(ctx, h, src, want); err != nil {
+				errs <- fmt.Errorf("connection %d: %w", i, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	h.checkEnded(1)
+}
+
+// TestShareSIGTERM: the shared process ends its session when told to.
+func TestShareSIGTERM(t *testing.T) {
+	h, dir := shareHarness(t, "10m", ssmtest.Options{})
+	stopShared(t, dir)
+	ctx := testCtx(t, time.Minute)
+	run(t, h.ssh(ctx, instance, "true"))
+	pids := sharedPIDs(t, dir)
+	if len(pids) != 1 {
+		t.Fatalf("shared processes %v, want one", pids)
+	}
+	if st := h.emu.Stats(); st.Active != 1 {
+		t.Fatalf("active sessions %d after the connection ended, want 1 (the shared one)", st.Active)
+	}
+	syscall.Kill(pids[0], syscall.SIGTERM) // started by the ProxyCommand this test ran
+	if st := h.checkEnded(1); st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
+		t.Errorf("sessions terminated by the client = %d + %d, want 1", st.TerminatedByAPI, st.Endings[ssmtest.EndTerminateFlag])
+	}
+	waitGone(t, pids[0], dir, 15*time.Second)
+}
+
+// TestShareStartFails: a session that cannot start reports as it would
+// without --share — one error line from ssm-proxy, ssh fails — and leaves
+// no process, socket or session behind.
+func TestShareStartFails(t *testing.T) {
+	h, dir := shareHarness(t, "60s", ssmtest.Options{Instances: []ssmtest.Instance{{ID: instance, Denied: true}}})
+	ctx := testCtx(t, time.Minute)
+	c := h.ssh(ctx, instance, "true")
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	out, err := c.Output()
+	var ee interface{ ExitCode() int }
+	if !errors.As(err, &ee) || ee.ExitCode() != 255 {
+		t.Fatalf("ssh: %v, want exit status 255\n%s", err, stderr.String())
+	}
+	if len(out) != 0 {
+		t.Errorf("stdout %q, want nothing", out)
+	}
+	if n := strings.Count(stderr.String(), "ssm-proxy: error:"); n != 1 || !strings.Contains(stderr.String(), "AccessDenied") {
+		t.Errorf("stderr has %d error lines, want one naming AccessDenied:\n%s", n, stderr.String())
+	}
+	if pids := sharedPIDs(t, dir); len(pids) != 0 {
+		t.Errorf("shared processes left: %v", pids)
+	}
+	if socks, _ := filepath.Glob(filepath.Join(dir, "*.sock")); len(socks) != 0 {
+		t.Errorf("sockets left: %v", socks)
+	}
+	h.checkEnded(0)
+}
+
+// TestShareStaleSocket: a socket left by a process that died without
+// removing it is replaced by a new shared session.
+func TestShareStaleSocket(t *testing.T) {
+	h, dir := shareHarness(t, "1s", ssmtest.Options{})
+	stopShared(t, dir)
+	ctx := testCtx(t, time.Minute)
+	run(t, h.ssh(ctx, instance, "true"))
+	h.checkEnded(1)
+	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+	if len(socks) != 0 {
+		t.Fatalf("sockets left after the idle end: %v", socks)
+	}
+	// Find the socket's name: the one the log names.
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.sock.log"))
+	if len(logs) != 1 {
+		t.Fatalf("logs %v, want one", logs)
+	}
+	sock := strings.TrimSuffix(logs[0], ".log")
+	ln, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln.SetUnlinkOnClose(false)
+	ln.Close() // the file stays, nobody listens: stale
+	if _, err := os.Stat(sock); err != nil {
+		t.Fatalf("stale socket not there: %v", err)
+	}
+	out := run(t, h.ssh(ctx, instance, "echo", "fresh"))
+	if strings.TrimSpace(out) != "fresh" {
+		t.Fatalf("ssh through a replaced socket: %q", out)
+	}
+	h.checkEnded(2)
+}
