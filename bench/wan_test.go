@@ -16,7 +16,9 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -37,6 +39,7 @@ const (
 	wanProxy    = "ssm-proxy"
 	wanProxyTag = "ssm-proxy, Name tag"
 	wanOfficial = "official"
+	wanShared   = "ssm-proxy --share, warm"
 )
 
 // wanPath is one way of carrying `ssh host true` through the links.
@@ -49,6 +52,9 @@ type wanPath struct {
 	// api and msg carry the SSM API and the data channel; tap is the
 	// agent's leg to sshd (no delay). The floor has only floor.
 	api, msg, tap, floor *wan.Link
+	// shared, for ssm-proxy --share: the directory of its socket; its
+	// runs go through a shared session opened before them.
+	shared string
 }
 
 // wanRun is one `ssh host true` cut into phases from the links' logs.
@@ -143,6 +149,14 @@ func BenchmarkWAN(b *testing.B) {
 	proxyCmd := func(*wanPath) string { return tl.Proxy + " %h %p" }
 	paths = append(paths, ssmPath(wanProxy, testenv.ExampleInstanceID, false, nil, proxyCmd))
 	paths = append(paths, ssmPath(wanProxyTag, "web-1", false, []string{"i-*", "web-*"}, proxyCmd))
+	shared := ssmPath(wanShared, testenv.ExampleInstanceID, false, nil, func(*wanPath) string { return tl.Proxy + " --share 10m %h %p" })
+	shared.shared = filepath.Join(dir, "run")
+	if err := os.Mkdir(shared.shared, 0o700); err != nil {
+		b.Fatal(err)
+	}
+	shared.env = append(shared.env, "XDG_RUNTIME_DIR="+shared.shared)
+	b.Cleanup(func() { stopWANShared(b, shared.shared) })
+	paths = append(paths, shared)
 	if tl.Plugin != "" {
 		home := filepath.Join(dir, "home")
 		if err := os.Mkdir(home, 0o700); err != nil {
@@ -167,6 +181,10 @@ func BenchmarkWAN(b *testing.B) {
 			}
 		}
 		r.byRTT[rtt] = map[string][]wanRun{}
+		// A link's delay is fixed per connection: a shared session of
+		// this RTT, opened off the clock.
+		stopWANShared(b, shared.shared)
+		warmWANShared(b, shared, logs)
 		b.Logf("RTT %v: %d × ssh host true per path", rtt, r.runs)
 		for i := range r.runs {
 			for j := range paths {
@@ -203,6 +221,19 @@ func wanOnce(b *testing.B, p *wanPath, logs *os.File) wanRun {
 		b.Fatalf("%s: ssh %s true: %v\nssh/ProxyCommand stderr (tail):\n%s", p.name, p.host, err, tail(string(log), 2000))
 	}
 	run := wanRun{Total: end.Sub(t0)}
+	if p.shared != "" {
+		api, msg, tap := p.api.Since(t0), p.msg.Since(t0), p.tap.Since(t0)
+		for _, l := range []*wan.Link{p.api, p.msg, p.tap} {
+			l.Reset()
+		}
+		if len(api) != 0 || len(msg) != 0 || len(tap) == 0 {
+			b.Fatalf("%s: links saw %d API, %d data-channel and %d agent connections; want only the agent's", p.name, len(api), len(msg), len(tap))
+		}
+		run.Startup = tap[0].Accepted.Sub(t0) // to the agent's dial: the stream's SYN has crossed
+		run.SSH = end.Sub(tap[0].Accepted)
+		run.SSHTurns = tap[0].Turns()
+		return run
+	}
 	if p.emu == nil {
 		c := p.floor.Since(t0)
 		if *flagTrace {
@@ -260,6 +291,55 @@ func wanOnce(b *testing.B, p *wanPath, logs *os.File) wanRun {
 	return run
 }
 
+// warmWANShared opens p's shared session with one `ssh host true` off the
+// clock, and checks that it stays.
+func warmWANShared(b *testing.B, p *wanPath, logs *os.File) {
+	b.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	cmd := p.client.SSH(ctx, p.host, "true")
+	cmd.Env = p.env
+	cmd.Stderr = logs
+	if err := cmd.Run(); err != nil {
+		b.Fatalf("%s: warm-up: %v", p.name, err)
+	}
+	if st := p.emu.Stats(); st.Active != 1 {
+		b.Fatalf("%s: %d sessions active after the warm-up, want the shared one", p.name, st.Active)
+	}
+	for _, l := range []*wan.Link{p.api, p.msg, p.tap} {
+		l.Reset()
+	}
+}
+
+// stopWANShared ends the shared processes of dir (started by this
+// benchmark's ProxyCommands; their PIDs are in dir's pid files) and waits
+// until they are gone.
+func stopWANShared(b *testing.B, dir string) {
+	b.Helper()
+	files, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.pid"))
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
+			syscall.Kill(pid, syscall.SIGTERM)
+		}
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		socks, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.sock"))
+		pids, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.pid"))
+		if len(socks)+len(pids) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("shared processes of %s still there after SIGTERM: %v %v", dir, socks, pids)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // traceConns logs the flights of a run's connections, times in RTTs
 // since t0.
 func traceConns(b *testing.B, path string, t0 time.Time, rtt time.Duration, conns map[string][]wan.Conn) {
@@ -312,9 +392,9 @@ func (r *wanResults) markdown() string {
 	w("`ssh host true` through latency links (`bench/internal/wan`, in-process: the kernel has no netem) that charge the TCP handshake (the upstream connection opens 1.5 RTT after the connect), TLS and every byte their one-way delay, each direction. The emulator serves HTTPS and wss with a throw-away CA, which clients trust as a user's machine trusts the service: through `SSL_CERT_FILE`, the system's roots with the CA added, and no `AWS_CA_BUNDLE`, so that every client loads the system's roots as it does outside the bench. It sits behind two links, one for the SSM API (`AdvertiseAddr`) and one for the data channel: ssm-proxy is given StreamUrls naming %s, as the real service names its messages endpoint, and reaches it through `AWS_ENDPOINT_URL_SSMMESSAGES` pointed at the link; the official plugin dials the StreamUrl as it is, so its emulator names the link itself. The floor is `ProxyCommand socat - TCP:link,nodelay` through a link of the same RTT to the same sshd. The official client runs as the AWS CLI runs it, through `interop/cmd/startsession-shim -child` (Go, so its figures exclude the CLI's ≈0.4 s Python start-up). Credentials come from the environment, as in every run here: no STS call. Median of %d runs per path and RTT, paths in rotating order.", "`"+messagesHost+"`", r.runs)
 	w("")
 	has := func(p string) bool { return slices.Contains(r.paths, p) }
-	cols := []string{"floor, ms", "ssm-proxy, ms", "ssm-proxy − floor", "Name tag − id"}
+	cols := []string{"floor, ms", "ssm-proxy, ms", "ssm-proxy − floor", "Name tag − id", "--share, warm − floor"}
 	if has(wanOfficial) {
-		cols = []string{"floor, ms", "ssm-proxy, ms", "official, ms", "ssm-proxy − floor", "official − floor", "Name tag − id"}
+		cols = []string{"floor, ms", "ssm-proxy, ms", "official, ms", "ssm-proxy − floor", "official − floor", "Name tag − id", "--share, warm − floor"}
 	}
 	w("| RTT | %s |", strings.Join(cols, " | "))
 	w("|---:|%s", strings.Repeat("---:|", len(cols)))
@@ -333,7 +413,7 @@ func (r *wanResults) markdown() string {
 		if has(wanOfficial) {
 			cells = append(cells, diff(of, fl))
 		}
-		cells = append(cells, diff(tg, px))
+		cells = append(cells, diff(tg, px), diff(med(m[wanShared], total), fl))
 		w("| %s | %s |", rtt, strings.Join(cells, " | "))
 	}
 	w("")
@@ -352,6 +432,11 @@ func (r *wanResults) markdown() string {
 			}
 			rt := func(field func(wanRun) time.Duration) string { return fmt.Sprintf("%.1f", rtts(med(runs, field), rtt)) }
 			startup := fmt.Sprintf("%.0f", ms(med(runs, func(x wanRun) time.Duration { return x.Startup })))
+			if p == wanShared {
+				w("| %s | %s | %s | %s | — | — | %s | — | 0 / 0 | 0 / 0 | %.0f |", rtt, p, rt(total), startup,
+					rt(func(x wanRun) time.Duration { return x.SSH }), medInt(runs, func(x wanRun) int { return x.SSHTurns }))
+				continue
+			}
 			if p == wanFloor {
 				w("| %s | %s | %s | %s | — | — | %s | — | — | — | %.0f |", rtt, p, rt(total), startup,
 					rt(func(x wanRun) time.Duration { return x.SSH }), medInt(runs, func(x wanRun) int { return x.SSHTurns }))
@@ -365,6 +450,8 @@ func (r *wanResults) markdown() string {
 				medInt(runs, func(x wanRun) int { return x.SSHTurns }))
 		}
 	}
+	w("")
+	w("**%s** is `ssm-proxy --share 10m` with its shared session already open (one warm-up `ssh host true` per RTT, off the clock): a connection opens no API or data-channel connection of its own, only an smux stream of that session, so its start-up runs to the agent's dial to sshd (the stream's SYN has crossed the link with ssh's first bytes), and the rest is ssh's own.", wanShared)
 	w("")
 	w("How to read it: a fresh TLS 1.3 connection costs 1 RTT of TCP handshake plus 1 of TLS before its first request, so the API phase is 3 RTT for one call (2 turns: ClientHello, then Finished with the request) and 4 with a Name tag's DescribeInstanceInformation first. A data channel opened after the answer costs 4.5 RTT to the agent's dial: TCP, TLS, the upgrade, OpenDataChannel → HandshakeRequest, and half a round trip for HandshakeResponse; one opened while StartSession is in flight (opened ≈ −2 RTT or earlier) has its TCP and TLS done by then and costs 2.5. ssh over the data channel pays one round trip more than over TCP: sshd sends its KEXINIT only after the client's banner, which can leave only after HandshakeComplete (the agent drops data that comes before its dial, §5.3).")
 	w("")
