@@ -3,9 +3,11 @@ package bench
 // BenchmarkAnsible: a small playbook (file, copy, command, template) run
 // by Debian's ansible-core, a real client nobody here wrote, over 10 hosts
 // with forks 10, side by side: plain ssh to sshd (the floor), ssh through
-// ssm-proxy and through the official client, each with and without
-// ControlPersist. All 10 inventory names reach the one test sshd: directly
-// for the floor, through the emulator (10 instances) for the others.
+// socat, through ssm-proxy, through ssm-proxy --share 60s (one shared
+// session per host) and through the official client, each with and
+// without ControlPersist. All 10 inventory names reach the one test sshd:
+// directly for the floor, through the emulator (10 instances) for the
+// others.
 
 import (
 	"context"
@@ -14,7 +16,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,15 +70,29 @@ type ansibleResults struct {
 	paths   []string
 	// secs[mode][path]: mode "persist" or "no persist"
 	secs map[string]map[string][]float64
-	// sessions[mode] are the SSM sessions each SSM run started: the ssh
-	// connections that paid a session set-up.
-	sessions map[string][]float64
-	notes    []string
+	// sessions[mode][path] are the SSM sessions each run of an SSM path
+	// started: the ssh connections that paid a session set-up (for
+	// ssm-proxy --share, the shared sessions).
+	sessions map[string]map[string][]float64
+	// sharedLogs are the first lines of the shared processes' logs that
+	// were not empty.
+	sharedLogs []string
+	notes      []string
 }
 
 // ansibleSocat is the path through socat, the floor of the other
 // sections.
 const ansibleSocat = "socat, nodelay"
+
+// ansibleShare is ssh's ProxyCommand `ssm-proxy --share 60s %h %p`: each
+// host's first connection starts a background ssm-proxy that holds one
+// port-forwarding session for it, and the later ones reach it through a
+// Unix socket.
+const ansibleShare = "ssm-proxy --share"
+
+// shareStopTimeout bounds the wait for the shared processes of a run to
+// exit, once told to, and remove their sockets.
+const shareStopTimeout = 30 * time.Second
 
 const (
 	modeNoPersist = "without ControlPersist"
@@ -86,7 +105,7 @@ func BenchmarkAnsible(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("run with -benchtime 1x")
 	}
-	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}, sessions: map[string][]float64{}}
+	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}, sessions: map[string]map[string][]float64{}}
 	playbookBin, err := testenv.LookPath("ansible-playbook")
 	if err != nil {
 		r.notes = append(r.notes, "ansible-playbook is not installed here (Debian package ansible-core; bench/run.sh installs it when run as root), so nothing was measured.")
@@ -131,6 +150,7 @@ func BenchmarkAnsible(b *testing.B) {
 		name      string
 		sshConfig string
 		direct    bool // the floor: ssh straight to sshd
+		shared    bool // ssm-proxy --share: sockets of its own per run, its processes ended after each
 	}
 	// The floor's hosts are names that ssh maps to the one sshd, so that
 	// each is a host of its own to ssh (and gets a ControlPersist master
@@ -149,16 +169,17 @@ func BenchmarkAnsible(b *testing.B) {
 		b.Fatal(err)
 	}
 	paths := []apath{
-		{wanFloor, floorConfig, true},
-		{ansibleSocat, socatConfig, true},
-		{wanProxy, sshd.Client(b, tl.Proxy+" %h %p").ConfigPath, false},
+		{name: wanFloor, sshConfig: floorConfig, direct: true},
+		{name: ansibleSocat, sshConfig: socatConfig, direct: true},
+		{name: wanProxy, sshConfig: sshd.Client(b, tl.Proxy+" %h %p").ConfigPath},
+		{name: ansibleShare, sshConfig: sshd.Client(b, tl.Proxy+" --share 60s %h %p").ConfigPath, shared: true},
 	}
 	if tl.Plugin != "" {
 		home := filepath.Join(dir, "home")
 		if err := os.Mkdir(home, 0o700); err != nil {
 			b.Fatal(err)
 		}
-		paths = append(paths, apath{wanOfficial, sshd.Client(b, fmt.Sprintf("env HOME=%s %s -child -plugin %s %%h %%p", home, tl.Shim, tl.Plugin)).ConfigPath, false})
+		paths = append(paths, apath{name: wanOfficial, sshConfig: sshd.Client(b, fmt.Sprintf("env HOME=%s %s -child -plugin %s %%h %%p", home, tl.Shim, tl.Plugin)).ConfigPath})
 	} else {
 		r.notes = append(r.notes, "The official client is not in this table: "+tl.OfficialErr.Error()+".")
 	}
@@ -166,9 +187,23 @@ func BenchmarkAnsible(b *testing.B) {
 		r.paths = append(r.paths, p.name)
 	}
 
+	// The shared processes of a run that failed midway are ended too,
+	// before the emulator closes.
+	var shareDirs []string
+	defer func() {
+		for _, d := range shareDirs {
+			for _, pid := range sharedPIDs(d) {
+				if isSharedProcess(pid, d) {
+					syscall.Kill(pid, syscall.SIGTERM)
+				}
+			}
+		}
+	}()
+
 	n := 0
 	for _, mode := range []string{modeNoPersist, modePersist} {
 		r.secs[mode] = map[string][]float64{}
+		r.sessions[mode] = map[string][]float64{}
 		for i := range r.runs {
 			for j := range paths {
 				p := paths[(i+j)%len(paths)]
@@ -187,13 +222,34 @@ func BenchmarkAnsible(b *testing.B) {
 					}
 				}
 				fmt.Fprintf(&inv, "\n[all:vars]\nansible_user=%s\nansible_ssh_common_args=-F %s\nbase=%s\n", sshd.User, p.sshConfig, filepath.Join(run, "remote"))
+				runEnv, shareDir := env, ""
+				if p.shared {
+					// A runtime directory of the run's own, so that the
+					// run starts with no shared session and its shared
+					// processes are known by their pid files.
+					xdg := filepath.Join(run, "xdg")
+					if err := os.Mkdir(xdg, 0o700); err != nil {
+						b.Fatal(err)
+					}
+					if err := os.Chmod(xdg, 0o700); err != nil {
+						b.Fatal(err)
+					}
+					shareDir = filepath.Join(xdg, "ssm-proxy")
+					shareDirs = append(shareDirs, shareDir)
+					runEnv = append(slices.Clip(env), "XDG_RUNTIME_DIR="+xdg)
+				}
 				before := emu.Stats().SessionsStarted
-				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.sshConfig, env)
+				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.sshConfig, runEnv)
 				r.secs[mode][p.name] = append(r.secs[mode][p.name], secs)
-				b.Logf("%-22s %-9s %.2f s", mode, p.name, secs)
+				b.Logf("%-22s %-17s %.2f s", mode, p.name, secs)
+				if p.shared {
+					k := stopShared(b, shareDir)
+					b.Logf("%-22s %-17s ended %d shared processes", mode, p.name, k)
+					r.sharedLogs = append(r.sharedLogs, sharedLogs(b, shareDir)...)
+				}
 				if !p.direct {
 					waitIdle(b, emu)
-					r.sessions[mode] = append(r.sessions[mode], float64(emu.Stats().SessionsStarted-before))
+					r.sessions[mode][p.name] = append(r.sessions[mode][p.name], float64(emu.Stats().SessionsStarted-before))
 				}
 			}
 		}
@@ -278,6 +334,102 @@ func stopMasters(b *testing.B, dir, sshConfig string) int {
 	return len(socks)
 }
 
+// sharedPIDs returns the PIDs in the pid files of the shared processes
+// whose sockets are in dir.
+func sharedPIDs(dir string) []int {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
+	var pids []int
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue // removed as its process exits
+		}
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// isSharedProcess tells whether pid is a live shared process serving a
+// socket in dir (`ssm-proxy __share DIR/s-….sock …`), not another process
+// that took a stale pid file's PID.
+func isSharedProcess(pid int, dir string) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		return false
+	}
+	args := strings.Split(string(data), "\x00")
+	return len(args) >= 3 && args[1] == "__share" && filepath.Dir(args[2]) == dir
+}
+
+// processGone tells whether pid has exited: no such process, or a zombie
+// (not ours to reap: its parent, the ProxyCommand that started it, has
+// exited).
+func processGone(pid int) bool {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return true
+	}
+	_, after, _ := strings.Cut(string(data), ") ")
+	return strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")
+}
+
+// stopShared ends the shared processes that a run of ssm-proxy --share
+// left in dir, with SIGTERM to the PIDs in their pid files and no other,
+// so that the next run starts cold, and waits until they have exited and
+// removed their sockets and pid files; it fails the benchmark if they do
+// not within shareStopTimeout. It returns how many there were.
+func stopShared(b *testing.B, dir string) int {
+	b.Helper()
+	pids := sharedPIDs(dir)
+	for _, pid := range pids {
+		if !isSharedProcess(pid, dir) {
+			b.Fatalf("%s: the pid file's process %d is not a shared ssm-proxy of this run", dir, pid)
+		}
+		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+			b.Logf("SIGTERM to shared process %d: %v", pid, err)
+		}
+	}
+	deadline := time.Now().Add(shareStopTimeout)
+	for {
+		var alive []int
+		for _, pid := range pids {
+			if !processGone(pid) {
+				alive = append(alive, pid)
+			}
+		}
+		socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
+		pidFiles, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
+		if len(alive) == 0 && len(socks) == 0 && len(pidFiles) == 0 {
+			return len(pids)
+		}
+		if time.Now().After(deadline) {
+			b.Fatalf("%s: %s after SIGTERM, shared processes %v still alive, sockets %v and pid files %v left", dir, shareStopTimeout, alive, socks, pidFiles)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// sharedLogs logs the shared processes' logs in dir (socket path + ".log")
+// that are not empty, and returns the first line of each.
+func sharedLogs(b *testing.B, dir string) []string {
+	b.Helper()
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.sock.log"))
+	var first []string
+	for _, l := range logs {
+		data, err := os.ReadFile(l)
+		text := strings.TrimSpace(string(data))
+		if err != nil || text == "" {
+			continue
+		}
+		b.Logf("the shared process's log %s:\n%s", l, tail(text, 2000))
+		line, _, _ := strings.Cut(text, "\n")
+		first = append(first, line)
+	}
+	return first
+}
+
 func (r *ansibleResults) write(b *testing.B) {
 	b.Helper()
 	report := r.markdown()
@@ -296,7 +448,7 @@ func (r *ansibleResults) markdown() string {
 	w("")
 	runHeader(w, r.started, *flagQuick, r.load, "bash bench/run.sh --ansible-only"+quickFlag())
 	if r.version != "" {
-		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); **socat, nodelay** is the same names through `ProxyCommand socat - TCP:sshd,nodelay`, the floor of the other sections: ssh sets no TCP_NODELAY on a connection without a terminal, so plain ssh's own TCP connection meets Nagle's algorithm and sshd's delayed acks, which a ProxyCommand's pipe never does; the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest, and the masters (counted: one per host, or the run fails) are ended between runs so that every run starts cold. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), r.runs)
+		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); **socat, nodelay** is the same names through `ProxyCommand socat - TCP:sshd,nodelay`, the floor of the other sections: ssh sets no TCP_NODELAY on a connection without a terminal, so plain ssh's own TCP connection meets Nagle's algorithm and sshd's delayed acks, which a ProxyCommand's pipe never does; the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy, ssm-proxy `--share 60s` or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). With **ssm-proxy --share** each host's first ssh connection starts a background ssm-proxy that holds one AWS-StartPortForwardingSession for that host and serves a Unix socket, and every later connection to the host reaches it through the socket, with no session set-up of its own. Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up, except through --share; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest. Every run starts cold: the masters (counted: one per host, or the run fails) are ended between runs, and so are the shared processes of --share, which has a runtime directory (`XDG_RUNTIME_DIR`) of its own per run: SIGTERM to the PIDs in its pid files and only those, and the run fails unless they exit and remove their sockets within %s. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), shareStopTimeout, r.runs)
 		w("")
 		cols := []string{}
 		for _, p := range r.paths {
@@ -319,25 +471,47 @@ func (r *ansibleResults) markdown() string {
 			w("| %s | %s |", mode, strings.Join(cells, " | "))
 		}
 		w("")
-		if n := median(r.sessions[modeNoPersist]); n > 0 {
-			w("Sessions per SSM run (the ssh connections that each paid a session set-up), median: %.0f without ControlPersist, %.0f with.", n, median(r.sessions[modePersist]))
+		var sess []string
+		for _, p := range r.paths {
+			if v, ok := r.sessions[modeNoPersist][p]; ok {
+				sess = append(sess, fmt.Sprintf("%s %s / %s", p, f(median(v), 0), f(median(r.sessions[modePersist][p]), 0)))
+			}
+		}
+		if len(sess) > 0 {
+			w("SSM sessions per run (the emulator's count of sessions started: each one a session set-up paid), median, without / with ControlPersist: %s.", strings.Join(sess, "; "))
+			if v, ok := r.sessions[modeNoPersist][ansibleShare]; ok {
+				np, pe := median(v), median(r.sessions[modePersist][ansibleShare])
+				verdict := "as here"
+				if np != float64(ansibleHosts()) || pe != float64(ansibleHosts()) {
+					verdict = fmt.Sprintf("but here it is %s without ControlPersist and %s with", f(np, 0), f(pe, 0))
+				}
+				w("For ssm-proxy --share it should be one per host, %d, in both modes (each host's first connection starts the host's shared session, which carries every later one), %s.", ansibleHosts(), verdict)
+			}
 			w("")
 		}
 		w("### Targets")
 		w("")
 		w("| target | measured | |")
 		w("|---|---|---|")
+		pxs := r.proxyPaths()
 		for _, mode := range []string{modeNoPersist, modePersist} {
 			m := r.secs[mode]
-			fl, px := median(m[wanFloor]), median(m[wanProxy])
-			if fl > 0 && px > 0 {
-				w("| Ansible %s: ssm-proxy within 10 %% of the floor (plain ssh) | %.2f s vs %.2f s (%+.1f %%) | %s |", mode, px, fl, 100*(px/fl-1), mark(px <= 1.1*fl))
-			}
-			if so := median(m[ansibleSocat]); so > 0 && px > 0 {
-				w("| the same against socat, nodelay | %.2f s vs %.2f s (%+.1f %%) | %s |", px, so, 100*(px/so-1), mark(px <= 1.1*so))
+			fl, so := median(m[wanFloor]), median(m[ansibleSocat])
+			for _, p := range pxs {
+				px := median(m[p])
+				if fl > 0 && px > 0 {
+					w("| Ansible %s: %s within 10 %% of the floor (plain ssh) | %.2f s vs %.2f s (%+.1f %%) | %s |", mode, p, px, fl, 100*(px/fl-1), mark(px <= 1.1*fl))
+				}
+				if so > 0 && px > 0 {
+					w("| the same against socat, nodelay | %.2f s vs %.2f s (%+.1f %%) | %s |", px, so, 100*(px/so-1), mark(px <= 1.1*so))
+				}
 			}
 		}
 		w("")
+		if v := r.verdicts(pxs); v != "" {
+			w("**The target, ssm-proxy within 10 %% of the floor (plain ssh) in both modes: %s.**", v)
+			w("")
+		}
 		w("<details><summary>Every run (s)</summary>")
 		w("")
 		w("| mode | path | runs |")
@@ -355,9 +529,58 @@ func (r *ansibleResults) markdown() string {
 		w("</details>")
 		w("")
 	}
-	for _, n := range r.notes {
+	notes := r.notes
+	if len(r.sharedLogs) > 0 {
+		notes = append(slices.Clip(notes), fmt.Sprintf("%d of the shared processes wrote to their logs (socket path + `.log`); the first line of the first: `%s`.", len(r.sharedLogs), strings.ReplaceAll(r.sharedLogs[0], "`", "'")))
+	}
+	for _, n := range notes {
 		w("Note: %s", n)
 		w("")
 	}
 	return b.String()
+}
+
+// proxyPaths are the ssm-proxy paths that the target is about, in table
+// order.
+func (r *ansibleResults) proxyPaths() []string {
+	var ps []string
+	for _, p := range r.paths {
+		if p == wanProxy || p == ansibleShare {
+			ps = append(ps, p)
+		}
+	}
+	return ps
+}
+
+// verdicts says, for each of paths, whether it meets the target (within
+// 10 % of the floor in both modes), and by how much.
+func (r *ansibleResults) verdicts(paths []string) string {
+	var out []string
+	for _, p := range paths {
+		var met []bool
+		var pct []string
+		for _, mode := range []string{modeNoPersist, modePersist} {
+			fl, px := median(r.secs[mode][wanFloor]), median(r.secs[mode][p])
+			if fl <= 0 || px <= 0 {
+				return ""
+			}
+			met = append(met, px <= 1.1*fl)
+			pct = append(pct, fmt.Sprintf("%+.1f %%", 100*(px/fl-1)))
+		}
+		how, only := "misses it", ", missed in both modes"
+		switch {
+		case met[0] && met[1]:
+			how, only = "meets it", ""
+		case met[1]:
+			only = ": met only with ControlPersist"
+		case met[0]:
+			only = ": met only without ControlPersist"
+		}
+		name := p
+		if p == wanProxy {
+			name = "ssm-proxy without --share"
+		}
+		out = append(out, fmt.Sprintf("%s %s (%s without ControlPersist, %s with%s)", name, how, pct[0], pct[1], only))
+	}
+	return strings.Join(out, "; ")
 }
