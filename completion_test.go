@@ -90,7 +90,7 @@ func TestCompleteCommandsAndFlags(t *testing.T) {
 		{[]string{"list", "--"}, "--filter --json --profile --region --verbose"},
 		{[]string{"--se"}, "--session-log"},
 		{[]string{"--push"}, "--push-key"},
-		{[]string{"-"}, "--dead-peer-timeout --document --os-user --ping-interval --profile --push-key --reason --region --resume-timeout --session-log --share --strip-prefix --strip-suffix --to --verbose --version -v"},
+		{[]string{"-"}, "--dead-peer-timeout --document --fdpass --os-user --ping-interval --profile --push-key --reason --region --resume-timeout --session-log --share --strip-prefix --strip-suffix --to --verbose --version -v"},
 		{[]string{"completion", ""}, "bash zsh fish powershell"},
 		{[]string{"completion", "z"}, "zsh"},
 		{[]string{"help", "c"}, "completion"},

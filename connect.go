@@ -53,6 +53,7 @@ func (c *cli) parseProxy(args []string) (p proxyArgs, code int, ok bool) {
 	fs.StringVar(&o.to, "to", "", "")
 	fs.BoolVar(&o.version, "version", false, "")
 	fs.DurationVar(&o.share, "share", 0, "")
+	fs.BoolVar(&o.fdpass, "fdpass", false, "")
 	o.pushKeyFlags(fs)
 	if code, ok := parseFlags(fs, args); !ok {
 		return p, code, false
@@ -79,6 +80,9 @@ func (c *cli) parseProxy(args []string) (p proxyArgs, code int, ok bool) {
 	}
 	if err == nil && o.share != 0 {
 		err = checkShare(fs, o.share)
+	}
+	if err == nil && o.fdpass && o.share <= 0 {
+		err = errors.New("--fdpass goes with --share: it hands ssh the shared session's socket (with ProxyUseFdpass yes in ssh_config)")
 	}
 	if err != nil {
 		return p, c.usageError(err), false

@@ -167,6 +167,9 @@ Flags (they go before TARGET):
                            later connections skip StartSession, TLS and the
                            websocket (e.g. --share 60s, for Ansible and scp
                            loops without ControlPersist)
+    --fdpass               with --share and ssh's ProxyUseFdpass yes: hand ssh
+                           the shared session's socket and exit, rather than
+                           copy between them
     --resume-timeout DUR   how long to keep trying to restore a lost
                            connection before giving up (default 2m)
     --ping-interval DUR    websocket keep-alive ping interval (default 15s)
@@ -287,7 +290,8 @@ Flags:
                            ControlPersist 10m
     --share DUR            one session per host for every tool that runs ssh,
                            even without ControlPersist (Ansible, scp loops):
-                           the blocks run ssm-proxy with --share DUR
+                           the blocks run ssm-proxy with --share DUR, and
+                           ssh is handed its socket (ProxyUseFdpass yes)
     --push-key[=PATH|ephemeral]
                            push the key with EC2 Instance Connect before each
                            session: ProxyCommand … --push-key --os-user %r
@@ -425,6 +429,7 @@ type options struct {
 	pushKey                           pushKeyFlag   // --push-key[=PATH|ephemeral] (pushkey.go)
 	osUser                            string        // --os-user
 	share                             time.Duration // --share DUR (share_unix.go)
+	fdpass                            bool          // --fdpass
 }
 
 // flags registers the flags every command shares.

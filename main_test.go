@@ -163,6 +163,7 @@ func TestUsageErrors(t *testing.T) {
 		{"to with document", []string{"--to", "db:22", "--document", "AWS-StartSSHSession", "bastion"}, []string{"--document cannot go with --to"}},
 		{"share with push-key", []string{"--share", "60s", "--push-key", "i-0123456789abcdef0", "22"}, []string{"--push-key cannot go with --share yet"}},
 		{"share with document", []string{"--share", "60s", "--document", "AWS-StartSSHSession", "i-0123456789abcdef0", "22"}, []string{"--document cannot go with --share"}},
+		{"fdpass without share", []string{"--fdpass", "i-0123456789abcdef0", "22"}, []string{"--fdpass goes with --share"}},
 		{"share negative", []string{"--share", "-1s", "i-0123456789abcdef0", "22"}, []string{"--share -1s: want how long"}},
 		{"to without port", []string{"--to", "db", "bastion"}, []string{`--to "db": want HOST:PORT`}},
 		{"to with two targets", []string{"--to", "db:22", "bastion", "22"}, []string{"--to HOST:PORT wants one TARGET"}},

@@ -60,6 +60,13 @@ func (c *cli) proxyShared(ctx context.Context, o options, args []string, log *sl
 		log.Debug("using the shared session", "socket", sock)
 	}
 	defer conn.Close()
+	if o.fdpass {
+		if err := passConn(c.stdout, conn); err != nil {
+			return c.shareFailed(err, o)
+		}
+		log.Debug("passed the shared session's connection to ssh")
+		return exitOK
+	}
 	in, out, restore := sessionStdio(c.stdin, c.stdout, log)
 	defer restore()
 	select {
@@ -79,6 +86,37 @@ func (c *cli) proxyShared(ctx context.Context, o options, args []string, log *sl
 func (c *cli) shareFailed(err error, o options) int {
 	reportError(c.stderr, err, o, &used{}, false)
 	return exitError
+}
+
+// passConn hands conn to ssh (ProxyUseFdpass yes): its descriptor, in
+// blocking mode, over stdout, the socket ssh gave the ProxyCommand. ssh then
+// reads and writes the shared session's socket itself, and this process
+// exits: no copy through it, nothing of it left running.
+func passConn(stdout io.Writer, conn *net.UnixConn) error {
+	out, ok := stdout.(*os.File)
+	if !ok {
+		return errors.New("--fdpass: stdout is not a file")
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	err = rc.Control(func(fd uintptr) {
+		if serr = syscall.SetNonblock(int(fd), false); serr == nil {
+			serr = syscall.Sendmsg(int(out.Fd()), []byte{0}, syscall.UnixRights(int(fd)), nil, 0)
+		}
+	})
+	if err == nil {
+		err = serr
+	}
+	if errors.Is(err, syscall.ENOTSOCK) {
+		return errors.New("--fdpass: stdout is not a socket: ssh passes one only with ProxyUseFdpass yes in ssh_config (or leave --fdpass out)")
+	}
+	if err != nil {
+		return fmt.Errorf("--fdpass: pass the connection to ssh: %w", err)
+	}
+	return nil
 }
 
 // shareStatus is the exit status of a shared process that failed to start;

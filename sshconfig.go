@@ -149,7 +149,7 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 	}
 	cmd := sshArg(program)
 	if o.share > 0 {
-		cmd += " --share " + o.share.String()
+		cmd += " --share " + o.share.String() + " --fdpass"
 	}
 	if o.profile != "" {
 		cmd += " --profile " + sshArg(o.profile)
@@ -165,6 +165,10 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 		cmd += " --os-user %r"
 	}
 	common := []sshconfig.Option{{Key: "ServerAliveInterval", Value: "60"}}
+	if o.share > 0 {
+		// ssh reads the shared session's socket itself; ssm-proxy exits.
+		common = append(common, sshconfig.Option{Key: "ProxyUseFdpass", Value: "yes"})
+	}
 	if o.multiplex {
 		common = append(common,
 			sshconfig.Option{Key: "ControlMaster", Value: "auto"},

@@ -115,8 +115,8 @@ func TestSSHConfigPrint(t *testing.T) {
 			"i-0123456789abcdef0": {"controlmaster": "auto", "controlpersist": "600"},
 		}},
 		{"share", "ssm-proxy", []string{"--share", "90s"}, map[string]map[string]string{
-			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1m30s %h %p"},
-			"web-1.ssm":           {"proxycommand": "ssm-proxy --share 1m30s --strip-suffix .ssm %n %p"},
+			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1m30s --fdpass %h %p", "proxyusefdpass": "yes"},
+			"web-1.ssm":           {"proxycommand": "ssm-proxy --share 1m30s --fdpass --strip-suffix .ssm %n %p", "proxyusefdpass": "yes"},
 		}},
 		{"push key", "ssm-proxy", []string{"--push-key"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --push-key --os-user %r %h %p"},

@@ -3,8 +3,8 @@ package bench
 // BenchmarkAnsible: a small playbook (file, copy, command, template) run
 // by Debian's ansible-core, a real client nobody here wrote, over 10 hosts
 // with forks 10, side by side: plain ssh to sshd (the floor), ssh through
-// socat, through ssm-proxy, through ssm-proxy --share 60s (one shared
-// session per host) and through the official client, each with and
+// socat, through ssm-proxy, through ssm-proxy --share 60s --fdpass (one
+// shared session per host) and through the official client, each with and
 // without ControlPersist. All 10 inventory names reach the one test sshd:
 // directly for the floor, through the emulator (10 instances) for the
 // others.
@@ -84,8 +84,8 @@ type ansibleResults struct {
 // sections.
 const ansibleSocat = "socat, nodelay"
 
-// ansibleShare is ssh's ProxyCommand `ssm-proxy --share 60s %h %p`: each
-// host's first connection starts a background ssm-proxy that holds one
+// ansibleShare is ssh's ProxyCommand `ssm-proxy --share 60s --fdpass %h
+// %p` with ProxyUseFdpass yes: each host's first connection starts a background ssm-proxy that holds one
 // port-forwarding session for it, and the later ones reach it through a
 // Unix socket.
 const ansibleShare = "ssm-proxy --share"
@@ -172,7 +172,7 @@ func BenchmarkAnsible(b *testing.B) {
 		{name: wanFloor, sshConfig: floorConfig, direct: true},
 		{name: ansibleSocat, sshConfig: socatConfig, direct: true},
 		{name: wanProxy, sshConfig: sshd.Client(b, tl.Proxy+" %h %p").ConfigPath},
-		{name: ansibleShare, sshConfig: sshd.Client(b, tl.Proxy+" --share 60s %h %p").ConfigPath, shared: true},
+		{name: ansibleShare, sshConfig: sshd.Client(b, tl.Proxy+" --share 60s --fdpass %h %p", "ProxyUseFdpass yes").ConfigPath, shared: true},
 	}
 	if tl.Plugin != "" {
 		home := filepath.Join(dir, "home")
@@ -448,7 +448,7 @@ func (r *ansibleResults) markdown() string {
 	w("")
 	runHeader(w, r.started, *flagQuick, r.load, "bash bench/run.sh --ansible-only"+quickFlag())
 	if r.version != "" {
-		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); **socat, nodelay** is the same names through `ProxyCommand socat - TCP:sshd,nodelay`, the floor of the other sections: ssh sets no TCP_NODELAY on a connection without a terminal, so plain ssh's own TCP connection meets Nagle's algorithm and sshd's delayed acks, which a ProxyCommand's pipe never does; the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy, ssm-proxy `--share 60s` or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). With **ssm-proxy --share** each host's first ssh connection starts a background ssm-proxy that holds one AWS-StartPortForwardingSession for that host and serves a Unix socket, and every later connection to the host reaches it through the socket, with no session set-up of its own. Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up, except through --share; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest. Every run starts cold: the masters (counted: one per host, or the run fails) are ended between runs, and so are the shared processes of --share, which has a runtime directory (`XDG_RUNTIME_DIR`) of its own per run: SIGTERM to the PIDs in its pid files and only those, and the run fails unless they exit and remove their sockets within %s. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), shareStopTimeout, r.runs)
+		w("`%s` (Debian's ansible-core) runs a playbook of four tasks (file: a directory, copy: a 64 KiB file, command: `sha256sum` of it, template: a line using the command's result), `gather_facts: false`, over %d inventory hosts with forks %d (10 in a full run) and pipelining on, on loopback. The floor is plain ssh to the test sshd (10 names that the ssh config maps to its address and port, so that each is a host of its own to ssh); **socat, nodelay** is the same names through `ProxyCommand socat - TCP:sshd,nodelay`, the floor of the other sections: ssh sets no TCP_NODELAY on a connection without a terminal, so plain ssh's own TCP connection meets Nagle's algorithm and sshd's delayed acks, which a ProxyCommand's pipe never does; the others reach the same sshd through as many emulated instances, with ssh's `ProxyCommand` ssm-proxy, ssm-proxy `--share 60s --fdpass` (with `ProxyUseFdpass yes`, as `ssm-proxy ssh-config --share` writes it: ssh is handed the shared socket and the ProxyCommand exits) or the official client (through the shim, as the AWS CLI runs it: its Python start-up is not counted). With **ssm-proxy --share** each host's first ssh connection starts a background ssm-proxy that holds one AWS-StartPortForwardingSession for that host and serves a Unix socket, and every later connection to the host reaches it through the socket, with no session set-up of its own. Without ControlPersist every task opens its own ssh connections (`-o ControlMaster=no`), so every one pays a session set-up, except through --share; with it (`-o ControlMaster=auto -o ControlPersist=60s`) each host's first connection becomes a master that carries the rest. Every run starts cold: the masters (counted: one per host, or the run fails) are ended between runs, and so are the shared processes of --share, which has a runtime directory (`XDG_RUNTIME_DIR`) of its own per run: SIGTERM to the PIDs in its pid files and only those, and the run fails unless they exit and remove their sockets within %s. Wall time of `ansible-playbook`, median of %d runs per path and mode, paths in rotating order.", r.version, ansibleHosts(), ansibleHosts(), shareStopTimeout, r.runs)
 		w("")
 		cols := []string{}
 		for _, p := range r.paths {

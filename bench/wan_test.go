@@ -149,7 +149,9 @@ func BenchmarkWAN(b *testing.B) {
 	proxyCmd := func(*wanPath) string { return tl.Proxy + " %h %p" }
 	paths = append(paths, ssmPath(wanProxy, testenv.ExampleInstanceID, false, nil, proxyCmd))
 	paths = append(paths, ssmPath(wanProxyTag, "web-1", false, []string{"i-*", "web-*"}, proxyCmd))
-	shared := ssmPath(wanShared, testenv.ExampleInstanceID, false, nil, func(*wanPath) string { return tl.Proxy + " --share 10m %h %p" })
+	shared := ssmPath(wanShared, testenv.ExampleInstanceID, false, nil, func(*wanPath) string { return tl.Proxy + " --share 10m --fdpass %h %p" })
+	// As ssh-config --share writes it: ssh is handed the socket.
+	shared.client = sshd.ClientWith(b, testenv.ClientOptions{ProxyCommand: tl.Proxy + " --share 10m --fdpass %h %p", Extra: []string{"ProxyUseFdpass yes"}})
 	shared.shared = filepath.Join(dir, "run")
 	if err := os.Mkdir(shared.shared, 0o700); err != nil {
 		b.Fatal(err)
@@ -451,7 +453,7 @@ func (r *wanResults) markdown() string {
 		}
 	}
 	w("")
-	w("**%s** is `ssm-proxy --share 10m` with its shared session already open (one warm-up `ssh host true` per RTT, off the clock): a connection opens no API or data-channel connection of its own, only an smux stream of that session, so its start-up runs to the agent's dial to sshd (the stream's SYN has crossed the link with ssh's first bytes), and the rest is ssh's own.", wanShared)
+	w("**%s** is `ssm-proxy --share 10m --fdpass` (with `ProxyUseFdpass yes`, as `ssm-proxy ssh-config --share` writes it) with its shared session already open (one warm-up `ssh host true` per RTT, off the clock): a connection opens no API or data-channel connection of its own, only an smux stream of that session, so its start-up runs to the agent's dial to sshd (the stream's SYN has crossed the link with ssh's first bytes), and the rest is ssh's own.", wanShared)
 	w("")
 	w("How to read it: a fresh TLS 1.3 connection costs 1 RTT of TCP handshake plus 1 of TLS before its first request, so the API phase is 3 RTT for one call (2 turns: ClientHello, then Finished with the request) and 4 with a Name tag's DescribeInstanceInformation first. A data channel opened after the answer costs 4.5 RTT to the agent's dial: TCP, TLS, the upgrade, OpenDataChannel → HandshakeRequest, and half a round trip for HandshakeResponse; one opened while StartSession is in flight (opened ≈ −2 RTT or earlier) has its TCP and TLS done by then and costs 2.5. ssh over the data channel pays one round trip more than over TCP: sshd sends its KEXINIT only after the client's banner, which can leave only after HandshakeComplete (the agent drops data that comes before its dial, §5.3).")
 	w("")

@@ -30,7 +30,15 @@ import (
 // persist`, with its sockets in a directory of the test's own.
 func shareHarness(t *testing.T, persist string, emu ssmtest.Options) (*harness, string) {
 	t.Helper()
-	h := newHarness(t, harnessOptions{emu: emu, proxyFlags: []string{"--share", persist}})
+	return shareHarnessWith(t, emu, harnessOptions{proxyFlags: []string{"--share", persist}})
+}
+
+// shareHarnessWith is shareHarness with o's ssm-proxy flags and ssh_config
+// lines.
+func shareHarnessWith(t *testing.T, emu ssmtest.Options, o harnessOptions) (*harness, string) {
+	t.Helper()
+	o.emu = emu
+	h := newHarness(t, o)
 	run := filepath.Join(t.TempDir(), "run")
 	if err := os.Mkdir(run, 0o700); err != nil {
 		t.Fatal(err)
@@ -162,6 +170,32 @@ func TestShare(t *testing.T) {
 		t.Fatalf("after the idle end: sessions started %d, want 2", st.SessionsStarted)
 	}
 	h.checkEnded(2)
+}
+
+// TestShareFdpass: with ProxyUseFdpass yes and --fdpass, ssm-proxy hands
+// ssh the shared session's socket and exits; ssh reads and writes it
+// itself (ssh refuses a ProxyCommand that passes no descriptor back).
+func TestShareFdpass(t *testing.T) {
+	h, dir := shareHarnessWith(t, ssmtest.Options{}, harnessOptions{
+		proxyFlags: []string{"--share", "1s", "--fdpass"},
+		sshExtra:   []string{"ProxyUseFdpass yes"},
+	})
+	stopShared(t, dir)
+	ctx := testCtx(t, 2*time.Minute)
+	tmp := t.TempDir()
+	src := filepath.Join(tmp, "in")
+	want := testenv.RandomFile(t, src, 2<<20, 43)
+	for i := range 2 {
+		if err := sshSHA(ctx, h, src, want); err != nil {
+			t.Fatalf("ssh %d: %v", i, err)
+		}
+	}
+	back := filepath.Join(tmp, "back")
+	run(t, h.scp(ctx, instance+":"+src, back))
+	if got := testenv.FileSHA256(t, back); got != want {
+		t.Fatalf("scp: sha256 %s, want %s", got, want)
+	}
+	h.checkEnded(1)
 }
 
 // TestShareConcurrentStart: connections that all find no shared session
