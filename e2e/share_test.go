@@ -123,6 +123,25 @@ func sshSHA(ctx context.Context, h *harness, src, want string) error {
 	return nil
 }
 
+// sshThenSCP sends a random file of size through ssh n times and fetches it
+// back with scp, checking every sha256; it returns the file and its digest.
+func sshThenSCP(ctx context.Context, t *testing.T, h *harness, dir string, size int64, n int) (src, want string) {
+	t.Helper()
+	src = filepath.Join(dir, "in")
+	want = testenv.RandomFile(t, src, size, 41)
+	for i := range n {
+		if err := sshSHA(ctx, h, src, want); err != nil {
+			t.Fatalf("ssh %d: %v", i, err)
+		}
+	}
+	back := filepath.Join(dir, "back")
+	run(t, h.scp(ctx, instance+":"+src, back))
+	if got := testenv.FileSHA256(t, back); got != want {
+		t.Fatalf("scp: sha256 %s, want %s", got, want)
+	}
+	return src, want
+}
+
 // TestShare: ssh, scp and rsync, one after another, through one session;
 // then it ends by itself once idle, terminated.
 func TestShare(t *testing.T) {
@@ -130,18 +149,7 @@ func TestShare(t *testing.T) {
 	stopShared(t, dir)
 	ctx := testCtx(t, 2*time.Minute)
 	tmp := t.TempDir()
-	src := filepath.Join(tmp, "in")
-	want := testenv.RandomFile(t, src, 1<<20, 41)
-	for i := range 3 {
-		if err := sshSHA(ctx, h, src, want); err != nil {
-			t.Fatalf("ssh %d: %v", i, err)
-		}
-	}
-	back := filepath.Join(tmp, "back")
-	run(t, h.scp(ctx, instance+":"+src, back))
-	if got := testenv.FileSHA256(t, back); got != want {
-		t.Fatalf("scp: sha256 %s, want %s", got, want)
-	}
+	src, want := sshThenSCP(ctx, t, h, tmp, 1<<20, 3)
 	tree := filepath.Join(tmp, "tree")
 	testenv.MakeTree(t, tree, 42)
 	run(t, h.rsync(ctx, "-a", tree+"/", instance+":"+filepath.Join(tmp, "copy")+"/"))
@@ -182,19 +190,7 @@ func TestShareFdpass(t *testing.T) {
 	})
 	stopShared(t, dir)
 	ctx := testCtx(t, 2*time.Minute)
-	tmp := t.TempDir()
-	src := filepath.Join(tmp, "in")
-	want := testenv.RandomFile(t, src, 2<<20, 43)
-	for i := range 2 {
-		if err := sshSHA(ctx, h, src, want); err != nil {
-			t.Fatalf("ssh %d: %v", i, err)
-		}
-	}
-	back := filepath.Join(tmp, "back")
-	run(t, h.scp(ctx, instance+":"+src, back))
-	if got := testenv.FileSHA256(t, back); got != want {
-		t.Fatalf("scp: sha256 %s, want %s", got, want)
-	}
+	sshThenSCP(ctx, t, h, t.TempDir(), 2<<20, 2)
 	h.checkEnded(1)
 }
 
