@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/sshconfig"
 )
@@ -149,7 +150,7 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 	}
 	cmd := sshArg(program)
 	if o.share > 0 {
-		cmd += " --share " + o.share.String() + " --fdpass"
+		cmd += " --share " + shortDuration(o.share) + " --fdpass"
 	}
 	if o.profile != "" {
 		cmd += " --profile " + sshArg(o.profile)
@@ -199,6 +200,19 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 		Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: name + " %n %p"}}, common...),
 		Samples:  []string{sample},
 	}}, nil
+}
+
+// shortDuration is d as time.Duration writes it, without zero tails: 1m,
+// 1h30m, 90s → 1m30s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // sshArg is s as one word of a ProxyCommand: quoted for the shell ssh

@@ -118,6 +118,9 @@ func TestSSHConfigPrint(t *testing.T) {
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1m30s --fdpass %h %p", "proxyusefdpass": "yes"},
 			"web-1.ssm":           {"proxycommand": "ssm-proxy --share 1m30s --fdpass --strip-suffix .ssm %n %p", "proxyusefdpass": "yes"},
 		}},
+		{"share in hours", "ssm-proxy", []string{"--share", "1h"}, map[string]map[string]string{
+			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1h --fdpass %h %p"},
+		}},
 		{"push key", "ssm-proxy", []string{"--push-key"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --push-key --os-user %r %h %p"},
 			"web-1.ssm":           {"proxycommand": "ssm-proxy --push-key --os-user %r --strip-suffix .ssm %n %p"},
