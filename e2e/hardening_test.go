@@ -165,6 +165,24 @@ func TestCloseOnOpenStorm(t *testing.T) {
 	}
 }
 
+// TestCloseOnOpenThenResumeHangs: a gateway that closes the websocket,
+// then a ResumeSession that never answers until the budget ends: the
+// error names both, the close's reason as well as the hung call (it named
+// only the budget's deadline, and TestCloseOnOpenStorm failed whenever the
+// budget ran out inside a call).
+func TestCloseOnOpenThenResumeHangs(t *testing.T) {
+	emu := startEmu(t, ssmtest.Options{TargetAddr: holdTarget(t), HangOperations: []string{"ResumeSession"},
+		CloseOnOpen: ssmtest.CloseOnOpenOptions{Code: 1011, Text: "internal error"}})
+	p := startProxy(t, emu, "--resume-timeout", "2s", instance, "22")
+	if code := p.wait(t, 30*time.Second); code != 5 {
+		t.Errorf("exit %d, want 5", code)
+	}
+	checkOneErrorLine(t, p.stderr.String(), "not restored", "ResumeSession", "internal error")
+	if st := emu.Stats(); st.HungCalls == 0 || st.ClosedOnOpen != 1 {
+		t.Errorf("hung calls %d, websockets closed on open %d: want both faults", st.HungCalls, st.ClosedOnOpen)
+	}
+}
+
 // TestResumeBudgetEnds: ResumeSession that never answers after the
 // websocket is lost ends ssm-proxy within the budget with exit 5 and one
 // line naming the failure — not a Go stack trace (issue: nil dereference).

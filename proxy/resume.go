@@ -38,7 +38,23 @@ type resumePlan struct {
 	streamURL string    // the most recent StreamUrl (§15.1)
 	deadline  time.Time // the streak's budget ends
 	delay     time.Duration
-	lastErr   error
+	lastErr   error // the last attempt's failure
+	linkErr   error // the last websocket's: how it was lost, or its dial failed
+}
+
+// failure is the error of a streak that ended after attempts: the last
+// attempt's, and how the last websocket failed when that was something
+// else (a gateway that closed it, say, before a ResumeSession the budget
+// cut short).
+func (p *resumePlan) failure(attempts int) *ResumeError {
+	err := p.lastErr
+	switch {
+	case err == nil:
+		err = p.linkErr
+	case p.linkErr != nil && p.linkErr != err:
+		err = fmt.Errorf("%w (the websocket before: %v)", err, p.linkErr)
+	}
+	return &ResumeError{Attempts: attempts, Err: err}
 }
 
 type resumeResult struct {
@@ -86,6 +102,7 @@ func (lp *loop) lost(cause error, drain bool) {
 		lp.plan.delay = nextDelay(lp.plan.delay)
 		lp.plan.lastErr = cause
 	}
+	lp.plan.linkErr = cause
 	lp.lostAt = now
 	lp.emit(EventLinkLost, cause)
 }
@@ -146,7 +163,7 @@ func (s *Session) reconnect(ctx context.Context, p resumePlan, gen int, events c
 		if p.delay > 0 {
 			wait := jitter(p.delay)
 			if time.Now().Add(wait).After(p.deadline) {
-				return resumeResult{err: &ResumeError{Attempts: attempt - 1, Err: p.lastErr}}
+				return resumeResult{err: p.failure(attempt - 1)}
 			}
 			t := time.NewTimer(wait)
 			select {
@@ -156,7 +173,7 @@ func (s *Session) reconnect(ctx context.Context, p resumePlan, gen int, events c
 			case <-t.C:
 			}
 		}
-		l, err := s.connect(ctx, &p, gen, events)
+		l, dialed, err := s.connect(ctx, &p, gen, events)
 		if err == nil {
 			return resumeResult{link: l, plan: p}
 		}
@@ -168,21 +185,27 @@ func (s *Session) reconnect(ctx context.Context, p resumePlan, gen int, events c
 		}
 		s.log.Debug("reconnect attempt failed", "attempt", attempt, "err", err)
 		p.lastErr = err
+		if dialed {
+			p.linkErr = err
+		}
+		if !time.Now().Before(p.deadline) {
+			return resumeResult{err: p.failure(attempt)} // the budget cut this attempt short
+		}
 		p.delay = nextDelay(p.delay)
 		p.first = false
 	}
 }
 
 // connect is one attempt: a token (StartSession's on the first, else
-// ResumeSession's, with the StreamUrl that comes with it), then the dial.
-func (s *Session) connect(ctx context.Context, p *resumePlan, gen int, events chan<- frameEvent) (*link, error) {
+// ResumeSession's, with the StreamUrl that comes with it), then the dial;
+// dialed: the dial failed, not the token.
+func (s *Session) connect(ctx context.Context, p *resumePlan, gen int, events chan<- frameEvent) (l *link, dialed bool, err error) {
 	token := s.token
 	if !p.first {
 		var streamURL string
-		var err error
 		token, streamURL, err = s.resumeSession(ctx, p.deadline)
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		if streamURL != "" && streamURL != p.streamURL {
 			// The service moved the session, e.g. to another cell: the
@@ -191,7 +214,8 @@ func (s *Session) connect(ctx context.Context, p *resumePlan, gen int, events ch
 			p.streamURL = streamURL
 		}
 	}
-	return s.dialLink(ctx, p.deadline, p.streamURL, token, gen, events)
+	l, err = s.dialLink(ctx, p.deadline, p.streamURL, token, gen, events)
+	return l, err != nil, err
 }
 
 // resumeSession calls ResumeSession with freshly resolved credentials and
