@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -45,14 +44,13 @@ type Forwarder struct {
 	Idle time.Duration
 
 	mu         sync.Mutex
-	busy       int         // connections accepted and not yet done (Idle)
+	busy       int         // connections accepted and not yet done
 	idle       *time.Timer // runs out after Idle with busy at 0
 	idled      bool        // it has: accept no more
 	tunnel     *Tunnel
 	retryAt    time.Time     // no new tunnel is tried before (after a failure)
 	retryDelay time.Duration // the current backoff
 	conns      sync.WaitGroup
-	active     atomic.Int64
 }
 
 // Restartable reports whether a tunnel that ended with err is worth
@@ -95,7 +93,8 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		if err != nil {
 			break
 		}
-		if !f.enter() {
+		n, ok := f.enter()
+		if !ok {
 			c.Close() // the idle timer has just run out
 			break
 		}
@@ -115,7 +114,7 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		f.conns.Add(1)
 		go func() {
 			defer f.leave()
-			f.carry(ctx, st, c)
+			f.carry(ctx, st, c, n)
 		}()
 	}
 	cancel(nil)
@@ -123,8 +122,6 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 	if f.idle != nil {
 		f.idle.Stop()
 	}
-	f.mu.Unlock()
-	f.mu.Lock()
 	t := f.tunnel
 	f.tunnel = nil
 	f.mu.Unlock()
@@ -138,19 +135,19 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 	return nil
 }
 
-// enter counts a connection accepted; false if the idle timer ran out
-// first.
-func (f *Forwarder) enter() bool {
+// enter counts a connection accepted and returns how many there are now;
+// false if the idle timer ran out first.
+func (f *Forwarder) enter() (int, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.idled {
-		return false
+		return 0, false
 	}
 	f.busy++
 	if f.idle != nil {
 		f.idle.Stop()
 	}
-	return true
+	return f.busy, true
 }
 
 // leave counts a connection done, and starts the idle timer when it was the
@@ -273,10 +270,9 @@ func (f *Forwarder) startTunnel(ctx context.Context, cancel context.CancelCauseF
 // carry copies between the local connection c and its stream st, both ways,
 // until both directions are done. A local half-close is passed on (FIN);
 // the agent closes its end of the destination then, so the stream ends.
-func (f *Forwarder) carry(ctx context.Context, st *smux.Stream, c net.Conn) {
+// n is the number of connections with it.
+func (f *Forwarder) carry(ctx context.Context, st *smux.Stream, c net.Conn, n int) {
 	defer f.conns.Done()
-	n := f.active.Add(1)
-	defer f.active.Add(-1)
 	f.Log.Debug("connection", "from", c.RemoteAddr().String(), "stream", st.ID(), "active", n)
 	stop := context.AfterFunc(ctx, func() {
 		c.Close()
@@ -295,8 +291,5 @@ func (f *Forwarder) carry(ctx context.Context, st *smux.Stream, c net.Conn) {
 	<-up
 	f.Log.Debug("connection closed", "stream", st.ID())
 }
-
-// Active is the number of connections being carried.
-func (f *Forwarder) Active() int { return int(f.active.Load()) }
 
 var _ io.ReadWriteCloser = (*smux.Stream)(nil)
