@@ -42,14 +42,27 @@ const shareStartTimeout = 90 * time.Second
 // session of args (the command line as given, the socket's identity),
 // starting it first when there is none.
 func (c *cli) proxyShared(ctx context.Context, o options, args []string, log *slog.Logger) int {
+	var fdOut *os.File
+	if o.fdpass {
+		// Before anything starts: a session for an ssh that cannot take
+		// the socket would only idle out.
+		var err error
+		if fdOut, err = fdpassStdout(c.stdout); err != nil {
+			return c.shareFailed(err, o)
+		}
+	}
 	dir, err := share.Dir()
 	if err != nil {
 		return c.shareFailed(err, o)
 	}
-	sock := share.Socket(dir, shareKey(args)...)
+	exe, err := os.Executable()
+	if err != nil {
+		return c.shareFailed(fmt.Errorf("--share: %w", err), o)
+	}
+	sock := share.Socket(dir, shareKey(exe, args)...)
 	conn, err := dialShared(sock)
 	if err != nil {
-		if conn, err = c.startShared(ctx, sock, args, log); err != nil {
+		if conn, err = c.startShared(ctx, exe, sock, args, log); err != nil {
 			var st shareStatus
 			if errors.As(err, &st) {
 				return int(st) // the shared process has said why
@@ -60,8 +73,8 @@ func (c *cli) proxyShared(ctx context.Context, o options, args []string, log *sl
 		log.Debug("using the shared session", "socket", sock)
 	}
 	defer conn.Close()
-	if o.fdpass {
-		if err := passConn(c.stdout, conn); err != nil {
+	if fdOut != nil {
+		if err := passConn(fdOut, conn); err != nil {
 			return c.shareFailed(err, o)
 		}
 		log.Debug("passed the shared session's connection to ssh")
@@ -88,15 +101,26 @@ func (c *cli) shareFailed(err error, o options) int {
 	return exitError
 }
 
-// passConn hands conn to ssh (ProxyUseFdpass yes): its descriptor, in
-// blocking mode, over stdout, the socket ssh gave the ProxyCommand. ssh then
-// reads and writes the shared session's socket itself, and this process
-// exits: no copy through it, nothing of it left running.
-func passConn(stdout io.Writer, conn *net.UnixConn) error {
+// fdpassStdout returns stdout if it is the socket ssh gives a ProxyCommand
+// with ProxyUseFdpass yes.
+func fdpassStdout(stdout io.Writer) (*os.File, error) {
+	notSocket := errors.New("--fdpass: stdout is not a socket: ssh passes one only with ProxyUseFdpass yes in ssh_config (or leave --fdpass out)")
 	out, ok := stdout.(*os.File)
 	if !ok {
-		return errors.New("--fdpass: stdout is not a file")
+		return nil, notSocket
 	}
+	fi, err := out.Stat()
+	if err != nil || fi.Mode().Type() != os.ModeSocket {
+		return nil, notSocket
+	}
+	return out, nil
+}
+
+// passConn hands conn to ssh (ProxyUseFdpass yes): its descriptor, in
+// blocking mode, over out, the socket ssh gave the ProxyCommand. ssh then
+// reads and writes the shared session's socket itself, and this process
+// exits: no copy through it, nothing of it left running.
+func passConn(out *os.File, conn *net.UnixConn) error {
 	rc, err := conn.SyscallConn()
 	if err != nil {
 		return err
@@ -109,9 +133,6 @@ func passConn(stdout io.Writer, conn *net.UnixConn) error {
 	})
 	if err == nil {
 		err = serr
-	}
-	if errors.Is(err, syscall.ENOTSOCK) {
-		return errors.New("--fdpass: stdout is not a socket: ssh passes one only with ProxyUseFdpass yes in ssh_config (or leave --fdpass out)")
 	}
 	if err != nil {
 		return fmt.Errorf("--fdpass: pass the connection to ssh: %w", err)
@@ -130,8 +151,7 @@ func (s shareStatus) Error() string {
 // shareKey is what tells shared sessions apart: the command line and the
 // AWS environment it reads (not its secrets: the access key id stands for
 // the credentials), and the binary.
-func shareKey(args []string) []string {
-	exe, _ := os.Executable()
+func shareKey(exe string, args []string) []string {
 	parts := []string{exe, version(), strings.Join(args, "\x01")}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -155,7 +175,7 @@ func dialShared(sock string) (*net.UnixConn, error) {
 // another has started it meanwhile) and connects to it. The process's
 // start-up diagnostics come to this process's stderr, so that a failure
 // reads as it would without --share; its later ones go to sock.log.
-func (c *cli) startShared(ctx context.Context, sock string, args []string, log *slog.Logger) (*net.UnixConn, error) {
+func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, log *slog.Logger) (*net.UnixConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, shareStartTimeout)
 	defer cancel()
 	unlock, err := share.Lock(ctx, sock)
@@ -167,10 +187,6 @@ func (c *cli) startShared(ctx context.Context, sock string, args []string, log *
 		return conn, nil // started by another while this one waited
 	}
 	os.Remove(sock) // a stale socket: its process has gone
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
 	logf, err := os.OpenFile(sock+".log", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
 		return nil, err

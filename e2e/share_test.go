@@ -194,6 +194,27 @@ func TestShareFdpass(t *testing.T) {
 	h.checkEnded(1)
 }
 
+// TestShareFdpassWithoutSocket: --fdpass where ssh hands over pipes (no
+// ProxyUseFdpass) is one error line naming the setting, before any session
+// starts.
+func TestShareFdpassWithoutSocket(t *testing.T) {
+	h, dir := shareHarnessWith(t, ssmtest.Options{}, harnessOptions{proxyFlags: []string{"--share", "60s", "--fdpass"}})
+	stopShared(t, dir)
+	c := h.ssh(testCtx(t, time.Minute), instance, "true")
+	var stderr bytes.Buffer
+	c.Stderr = &stderr
+	if err := c.Run(); err == nil {
+		t.Fatal("ssh succeeded through --fdpass without ProxyUseFdpass")
+	}
+	if n := strings.Count(stderr.String(), "ssm-proxy: error:"); n != 1 || !strings.Contains(stderr.String(), "ProxyUseFdpass yes") {
+		t.Errorf("stderr has %d error lines, want one naming ProxyUseFdpass:\n%s", n, stderr.String())
+	}
+	if pids := sharedPIDs(t, dir); len(pids) != 0 {
+		t.Errorf("shared processes started: %v", pids)
+	}
+	h.checkEnded(0)
+}
+
 // TestShareConcurrentStart: connections that all find no shared session
 // start one between them, and all are carried.
 func TestShareConcurrentStart(t *testing.T) {
