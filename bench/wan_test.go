@@ -16,9 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -157,7 +155,7 @@ func BenchmarkWAN(b *testing.B) {
 		b.Fatal(err)
 	}
 	shared.env = append(shared.env, "XDG_RUNTIME_DIR="+shared.shared)
-	b.Cleanup(func() { stopWANShared(b, shared.shared) })
+	b.Cleanup(func() { stopShared(b, filepath.Join(shared.shared, "ssm-proxy")) })
 	paths = append(paths, shared)
 	if tl.Plugin != "" {
 		home := filepath.Join(dir, "home")
@@ -185,7 +183,7 @@ func BenchmarkWAN(b *testing.B) {
 		r.byRTT[rtt] = map[string][]wanRun{}
 		// A link's delay is fixed per connection: a shared session of
 		// this RTT, opened off the clock.
-		stopWANShared(b, shared.shared)
+		stopShared(b, filepath.Join(shared.shared, "ssm-proxy"))
 		warmWANShared(b, shared, logs)
 		b.Logf("RTT %v: %d × ssh host true per path", rtt, r.runs)
 		for i := range r.runs {
@@ -310,35 +308,6 @@ func warmWANShared(b *testing.B, p *wanPath, logs *os.File) {
 	}
 	for _, l := range []*wan.Link{p.api, p.msg, p.tap} {
 		l.Reset()
-	}
-}
-
-// stopWANShared ends the shared processes of dir (started by this
-// benchmark's ProxyCommands; their PIDs are in dir's pid files) and waits
-// until they are gone.
-func stopWANShared(b *testing.B, dir string) {
-	b.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.pid"))
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil {
-			syscall.Kill(pid, syscall.SIGTERM)
-		}
-	}
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		socks, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.sock"))
-		pids, _ := filepath.Glob(filepath.Join(dir, "ssm-proxy", "*.pid"))
-		if len(socks)+len(pids) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			b.Fatalf("shared processes of %s still there after SIGTERM: %v %v", dir, socks, pids)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }
 
