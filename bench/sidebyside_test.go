@@ -555,11 +555,16 @@ func pacingCeiling(b *testing.B, d time.Duration) float64 {
 	return float64(n) / time.Since(start).Seconds()
 }
 
-// tryGoBuild builds pkg in dir into out.
+// releaseFlags build a binary the way scripts/release.sh does: static,
+// trimmed and stripped, so that the bench times the binary users run.
+var releaseFlags = []string{"-trimpath", "-buildvcs=false", "-ldflags=-s -w"}
+
+// tryGoBuild builds pkg in dir into out, as a release is built.
 func tryGoBuild(dir string, env []string, out, pkg string) (string, error) {
-	cmd := exec.Command("go", "build", "-o", out, pkg)
+	args := append(append([]string{"build"}, releaseFlags...), "-o", out, pkg)
+	cmd := exec.Command("go", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), env...)
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if msg, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, msg)
 	}

@@ -105,7 +105,7 @@ func buildTools() (*toolset, error) {
 		return t, nil
 	}
 	interop := filepath.Join(root, "interop")
-	env := []string{"GOWORK=off", "CGO_ENABLED=0"}
+	env := []string{"GOWORK=off"}
 	plugin, err1 := build(interop, env, "session-manager-plugin", "github.com/aws/session-manager-plugin/src/sessionmanagerplugin-main")
 	shim, err2 := build(interop, env, "startsession-shim", "./cmd/startsession-shim")
 	if err := errors.Join(err1, err2); err != nil {
