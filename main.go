@@ -363,6 +363,7 @@ const (
 )
 
 func main() {
+	deferGC(3 * time.Second)
 	// stdin is ssh's byte stream, for the session alone. Children started
 	// on the way (the AWS SDK gives a credential_process os.Stdin) get
 	// /dev/null instead, so none can swallow what ssh sends.
@@ -372,6 +373,26 @@ func main() {
 	}
 	os.Exit(run(context.Background(), os.Args[1:], stdin, os.Stdout, os.Stderr))
 }
+
+// deferGC lets the process's first seconds run with a heap goal four times
+// the usual (GOGC=400), then returns to the default; a GOGC in the
+// environment wins. Package initialisation (the SDK's service tables) and
+// session set-up allocate a little over the runtime's first 4 MB goal, so
+// every process paid a collection in its first milliseconds: about 2 ms of
+// CPU, an eighth of a short connection's own (`ssh host true`, as an
+// Ansible task makes; BENCHMARKS.md). With the higher goal a connection
+// that ends within d never collects; a longer one collects as before once d
+// has passed, and its idle memory is no higher.
+func deferGC(d time.Duration) {
+	if os.Getenv("GOGC") != "" {
+		return
+	}
+	old := debug.SetGCPercent(400)
+	afterFunc(d, func() { debug.SetGCPercent(old) })
+}
+
+// afterFunc is time.AfterFunc; tests replace it to run f when they choose.
+var afterFunc = func(d time.Duration, f func()) { time.AfterFunc(d, f) }
 
 // run runs one ssm-proxy command and returns its exit status.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {

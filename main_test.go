@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime/debug"
 	"strings"
 	"testing"
 	"time"
@@ -415,5 +416,38 @@ func TestTargetNamedLikeCommand(t *testing.T) {
 	code, stdout, stderr := runCLI(t, "", "--session-log", "off", "--", "list", "22")
 	if code != exitOK || stdout != sshBanner {
 		t.Errorf("exit %d stdout %q stderr:\n%s", code, stdout, stderr)
+	}
+}
+
+// TestDeferGC: the process starts with GOGC=400 and returns to its old
+// percentage when the timer fires; a GOGC in the environment is left alone.
+func TestDeferGC(t *testing.T) {
+	var fire func()
+	defer func(f func(time.Duration, func())) { afterFunc = f }(afterFunc)
+	afterFunc = func(d time.Duration, f func()) {
+		if d != 3*time.Second {
+			t.Errorf("restored after %v, want 3s", d)
+		}
+		fire = f
+	}
+	percent := func() int { p := debug.SetGCPercent(100); debug.SetGCPercent(p); return p }
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+
+	t.Setenv("GOGC", "")
+	deferGC(3 * time.Second)
+	if got := percent(); got != 400 || fire == nil {
+		t.Fatalf("after deferGC: GOGC %d (timer set: %v), want 400 and a timer", got, fire != nil)
+	}
+	fire()
+	if got := percent(); got != 100 {
+		t.Fatalf("after the timer: GOGC %d, want 100 again", got)
+	}
+
+	fire = nil
+	t.Setenv("GOGC", "50")
+	debug.SetGCPercent(50)
+	deferGC(3 * time.Second)
+	if got := percent(); got != 50 || fire != nil {
+		t.Fatalf("with GOGC=50 set: GOGC %d (timer set: %v), want 50 and no timer", got, fire != nil)
 	}
 }
