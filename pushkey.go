@@ -17,7 +17,6 @@ import (
 	"os"
 	"os/user"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 
 	"github.com/ssm-proxy/ssm-proxy/internal/awscfg"
 	"github.com/ssm-proxy/ssm-proxy/internal/pushkey"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
 // pushKeyFlag is the value of --push-key: absent, given bare (the key ssh
@@ -100,7 +100,7 @@ func (e *notEC2Error) Error() string {
 
 // ec2InstanceID matches EC2 instance ids, the only targets Instance
 // Connect serves.
-var ec2InstanceID = regexp.MustCompile(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
+var ec2InstanceID = textutil.LazyRegexp(`^i-[0-9a-f]{8}([0-9a-f]{9})?$`)
 
 // pushPlan is what one --push-key pushes: the key, for whom, and the agent
 // an ephemeral key goes to.
@@ -159,7 +159,7 @@ func instanceConnectAPI(cfg aws.Config) *ec2instanceconnect.Client {
 // error the plan (for its user) is still returned.
 func planPush(ctx context.Context, o options, u *used, log *slog.Logger) (*pushPlan, error) {
 	p := &pushPlan{host: o.stripPrefix + u.target + o.stripSuffix}
-	if !ec2InstanceID.MatchString(u.id) {
+	if !ec2InstanceID().MatchString(u.id) {
 		return p, &notEC2Error{id: u.id}
 	}
 	home, err := os.UserHomeDir()

@@ -3,9 +3,9 @@ package proxy
 import (
 	"fmt"
 	"net/url"
-	"regexp"
 	"strings"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 	"github.com/ssm-proxy/ssm-proxy/protocol"
 )
 
@@ -54,7 +54,7 @@ func checkStreamURL(raw, region string, allowed []string) (*url.URL, error) {
 // isMessagesHost reports whether host is an AWS messages endpoint name for
 // region.
 func isMessagesHost(host, region string) bool {
-	if !regionPattern.MatchString(region) {
+	if !regionPattern().MatchString(region) {
 		return false
 	}
 	for _, d := range protocol.AWSDomains {
@@ -63,7 +63,7 @@ func isMessagesHost(host, region string) bool {
 				return true
 			}
 			// Interface VPC endpoints: vpce-<id>[-<suffix>][-<az>].ssmmessages.<region>.vpce.<domain>.
-			if pre, ok := strings.CutSuffix(host, "."+svc+"."+region+".vpce."+d); ok && vpcePattern.MatchString(pre) {
+			if pre, ok := strings.CutSuffix(host, "."+svc+"."+region+".vpce."+d); ok && vpcePattern().MatchString(pre) {
 				return true
 			}
 		}
@@ -72,8 +72,8 @@ func isMessagesHost(host, region string) bool {
 }
 
 var (
-	regionPattern = regexp.MustCompile(`^[a-z]{2,4}(-[a-z]+)+-\d+$`)
-	vpcePattern   = regexp.MustCompile(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
+	regionPattern = textutil.LazyRegexp(`^[a-z]{2,4}(-[a-z]+)+-\d+$`)
+	vpcePattern   = textutil.LazyRegexp(`^vpce-[0-9a-z]+(-[0-9a-z]+)*$`)
 )
 
 // scrubURL shows raw's scheme and host only: its path names the session

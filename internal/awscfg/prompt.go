@@ -5,8 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"regexp"
 	"strings"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
 // ErrNoTerminal reports that an MFA code is needed but the process has no
@@ -15,7 +16,7 @@ import (
 var ErrNoTerminal = errors.New("an MFA code is needed but there is no terminal to ask for it")
 
 // mfaCode is what STS accepts as a TOTP code.
-var mfaCode = regexp.MustCompile(`^[0-9]{6}$`)
+var mfaCode = textutil.LazyRegexp(`^[0-9]{6}$`)
 
 // maxAttempts bounds how often a malformed code is asked for again.
 const maxAttempts = 3
@@ -39,7 +40,7 @@ func Ask(r io.Reader, w io.Writer, serial string) (string, error) {
 		fmt.Fprintf(w, "ssm-proxy: MFA code for %s: ", serial)
 		line, err := br.ReadString('\n')
 		code := strings.TrimSpace(line)
-		if mfaCode.MatchString(code) {
+		if mfaCode().MatchString(code) {
 			return code, nil
 		}
 		if err != nil {

@@ -165,7 +165,7 @@ func legacyEnd(ls []line, first int) int {
 		c, h, p := ls[i].text, ls[i+1].text, ls[i+2].text
 		key, val := keyword(p)
 		if !strings.HasPrefix(c, "# ") || !strings.HasPrefix(h, "Host ") ||
-			!strings.HasPrefix(p, " ") || key != "proxycommand" || !ssmProxyCommand.MatchString(val) {
+			!strings.HasPrefix(p, " ") || key != "proxycommand" || !ssmProxyCommand().MatchString(val) {
 			break
 		}
 		last = i + 2

@@ -8,17 +8,17 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/ssm-proxy/ssm-proxy/internal/fsutil"
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
 // Kinds of ProxyCommand ssh may report for a host.
 var (
-	ssmProxyCommand = regexp.MustCompile(`(^|[\s/\\'"])ssm-proxy(\.exe)?(["']?\s|["']?$)`)
-	awsCLICommand   = regexp.MustCompile(`\bssm\s+start-session\b|session-manager-plugin`)
+	ssmProxyCommand = textutil.LazyRegexp(`(^|[\s/\\'"])ssm-proxy(\.exe)?(["']?\s|["']?$)`)
+	awsCLICommand   = textutil.LazyRegexp(`\bssm\s+start-session\b|session-manager-plugin`)
 )
 
 // Error is a configuration Install will not change, or a change it undid;
@@ -98,10 +98,10 @@ func (in *Install) verdict(bl Block, e *Effective) verdict {
 	case pc == "":
 		return verdictMissing
 	case pc == bl.Get("ProxyCommand"):
-	case ssmProxyCommand.MatchString(pc) && !in.Exact:
-	case ssmProxyCommand.MatchString(pc):
+	case ssmProxyCommand().MatchString(pc) && !in.Exact:
+	case ssmProxyCommand().MatchString(pc):
 		return verdictNotExact
-	case awsCLICommand.MatchString(pc):
+	case awsCLICommand().MatchString(pc):
 		return verdictAWS
 	default:
 		return verdictOther

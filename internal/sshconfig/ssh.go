@@ -8,10 +8,11 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/textutil"
 )
 
 // Runner runs ssh with args and returns what it wrote; a non-zero exit is
@@ -114,9 +115,9 @@ type trace struct {
 }
 
 var (
-	traceRead     = regexp.MustCompile(`^debug1: Reading configuration data (.+)$`)
-	traceApplying = regexp.MustCompile(`^debug1: (.+) line (\d+): Applying options for `)
-	traceMatched  = regexp.MustCompile(`^debug3: (.+) line (\d+): (not )?matched '`)
+	traceRead     = textutil.LazyRegexp(`^debug1: Reading configuration data (.+)$`)
+	traceApplying = textutil.LazyRegexp(`^debug1: (.+) line (\d+): Applying options for `)
+	traceMatched  = textutil.LazyRegexp(`^debug3: (.+) line (\d+): (not )?matched '`)
 )
 
 func parseTrace(stderr []byte) trace {
@@ -125,14 +126,14 @@ func parseTrace(stderr []byte) trace {
 	matched := true
 	for _, l := range strings.Split(string(stderr), "\n") {
 		l = strings.TrimRight(l, "\r ")
-		if m := traceRead.FindStringSubmatch(l); m != nil {
+		if m := traceRead().FindStringSubmatch(l); m != nil {
 			if len(t.files) > 0 && m[1] == t.files[0] {
 				break // a second pass (Match final, canonicalisation)
 			}
 			t.files = append(t.files, m[1])
 			continue
 		}
-		if m := traceApplying.FindStringSubmatch(l); m != nil {
+		if m := traceApplying().FindStringSubmatch(l); m != nil {
 			n, _ := strconv.Atoi(m[2])
 			t.applied[loc{m[1], n}] = true
 			continue
@@ -141,7 +142,7 @@ func parseTrace(stderr []byte) trace {
 			pending, matched = nil, true
 			continue
 		}
-		if m := traceMatched.FindStringSubmatch(l); m != nil {
+		if m := traceMatched().FindStringSubmatch(l); m != nil {
 			n, _ := strconv.Atoi(m[2])
 			pending = &loc{m[1], n}
 			matched = matched && m[3] == ""

@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"time"
 
@@ -85,15 +84,49 @@ func (q Query) String() string {
 	return "tag:" + q.TagKey + "=" + q.TagValue
 }
 
-// ids matches EC2 instance ids (8 or 17 hex digits), managed-node ids (mi-
-// and 17 hex digits) and the ids of EKS Connector nodes, eks_c:CLUSTER_ID
-// (the SSM API's InstanceId pattern: a cluster name of up to 100 letters,
-// digits, '-' and '_' starting with a letter or digit, '_', and 17 word
-// characters).
-var ids = regexp.MustCompile(`^(i-[0-9a-f]{8}|i-[0-9a-f]{17}|mi-[0-9a-f]{17}|eks_c:[0-9A-Za-z][0-9A-Za-z_-]{0,99}_\w{17})$`)
+// IsID reports whether s is an instance or managed-node id: an EC2
+// instance id (i- and 8 or 17 hex digits), a managed-node id (mi- and 17
+// hex digits) or the id of an EKS Connector node, eks_c:CLUSTER_ID (the SSM
+// API's InstanceId pattern: a cluster name of up to 100 letters, digits,
+// '-' and '_' starting with a letter or digit, '_', and 17 word
+// characters). It is that pattern written out rather than a regexp, which
+// every process would compile at start-up (0.17 ms, a good part of a
+// --fdpass connection's own work); the tests hold the regexp.
+func IsID(s string) bool {
+	if rest, ok := strings.CutPrefix(s, "i-"); ok {
+		return (len(rest) == 8 || len(rest) == 17) && all(rest, isLowerHex)
+	}
+	if rest, ok := strings.CutPrefix(s, "mi-"); ok {
+		return len(rest) == 17 && all(rest, isLowerHex)
+	}
+	rest, ok := strings.CutPrefix(s, "eks_c:")
+	// The suffix, '_' and 17 word characters, has a fixed length, so the
+	// cluster name is what comes before it: 1 to 100 characters.
+	const suffix = 1 + 17
+	if !ok || len(rest) < 1+suffix || len(rest) > 100+suffix {
+		return false
+	}
+	name, id := rest[:len(rest)-suffix], rest[len(rest)-suffix:]
+	return isAlnum(name[0]) && all(name, func(c byte) bool { return isWord(c) || c == '-' }) &&
+		id[0] == '_' && all(id[1:], isWord)
+}
 
-// IsID reports whether s is an instance or managed-node id.
-func IsID(s string) bool { return ids.MatchString(s) }
+func all(s string, ok func(byte) bool) bool {
+	for i := 0; i < len(s); i++ {
+		if !ok(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isLowerHex(c byte) bool { return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' }
+
+func isAlnum(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z'
+}
+
+func isWord(c byte) bool { return isAlnum(c) || c == '_' }
 
 // Parse parses TARGET: an id, ecs:…, tag:Key=Value, or a Name tag value.
 func Parse(s string) (Query, error) {

@@ -13,6 +13,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
+	"regexp"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -272,5 +274,89 @@ func TestResolverLogs(t *testing.T) {
 	buf.Reset()
 	if _, err := r.Resolve(testCtx(t), "i-0123456789abcdef0"); err != nil || buf.Len() != 0 {
 		t.Errorf("an id: %v, logged %q", err, buf.String())
+	}
+}
+
+// idPattern is the SSM API's InstanceId pattern that IsID writes out.
+var idPattern = regexp.MustCompile(`^(i-[0-9a-f]{8}|i-[0-9a-f]{17}|mi-[0-9a-f]{17}|eks_c:[0-9A-Za-z][0-9A-Za-z_-]{0,99}_\w{17})$`)
+
+// TestIsID: IsID agrees with the pattern on the edges of every form and on
+// many strings made of the characters that matter.
+func TestIsID(t *testing.T) {
+	name := func(n int) string { return "c" + strings.Repeat("-", n-1) }
+	word17 := "0123456789abcdef_"
+	cases := map[string]bool{
+		"i-01234567":                        true,
+		"i-0123456789abcdef0":               true,
+		"i-0123456":                         false,
+		"i-012345678":                       false,
+		"i-0123456789ABCDEF0":               false,
+		"mi-0123456789abcdef0":              true,
+		"mi-01234567":                       false,
+		"eks_c:" + name(1) + "_" + word17:   true,
+		"eks_c:" + name(100) + "_" + word17: true,
+		"eks_c:" + name(101) + "_" + word17: false,
+		"eks_c:_" + word17:                  false,
+		"eks_c:-x_" + word17:                false,
+		"eks_c:a_b_" + word17:               true,
+		"eks_c:a-" + word17:                 false,
+		"eks_c:a_" + word17[:16] + "-":      false,
+		"":                                  false,
+		"i-":                                false,
+		"eks_c:":                            false,
+		"web-1":                             false,
+	}
+	for s, want := range cases {
+		if got := IsID(s); got != want || idPattern.MatchString(s) != want {
+			t.Errorf("IsID(%q) = %v, pattern %v, want %v", s, got, idPattern.MatchString(s), want)
+		}
+	}
+	// Valid ids of every form, then up to two random edits each.
+	r := rand.New(rand.NewPCG(1, 2))
+	pick := func(set string, n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = set[r.IntN(len(set))]
+		}
+		return string(b)
+	}
+	const hex, alnum = "0123456789abcdef", "0123456789abcdefxyzABCXYZ"
+	alphabet := hex + "gA_-Z.:"
+	matched := 0
+	for range 100000 {
+		var s string
+		switch r.IntN(4) {
+		case 0:
+			s = "i-" + pick(hex, 8)
+		case 1:
+			s = "i-" + pick(hex, 17)
+		case 2:
+			s = "mi-" + pick(hex, 17)
+		default:
+			s = "eks_c:" + pick(alnum, 1) + pick(alnum+"_-", r.IntN(102)) + "_" + pick(alnum+"_", 17)
+		}
+		for range r.IntN(3) {
+			b := []byte(s)
+			k := r.IntN(len(b))
+			switch r.IntN(3) {
+			case 0:
+				b[k] = alphabet[r.IntN(len(alphabet))]
+			case 1:
+				b = slices.Insert(b, k, alphabet[r.IntN(len(alphabet))])
+			default:
+				b = slices.Delete(b, k, k+1)
+			}
+			s = string(b)
+		}
+		want := idPattern.MatchString(s)
+		if IsID(s) != want {
+			t.Fatalf("IsID(%q) = %v, the pattern says %v", s, !want, want)
+		}
+		if want {
+			matched++
+		}
+	}
+	if matched < 10000 || matched > 90000 {
+		t.Fatalf("%d of 100000 generated strings were ids: the comparison proves little", matched)
 	}
 }
