@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -74,6 +75,11 @@ type ansibleResults struct {
 	// started: the ssh connections that paid a session set-up (for
 	// ssm-proxy --share, the shared sessions).
 	sessions map[string]map[string][]float64
+	// busy[mode][path] is the machine's busy CPU seconds during each run
+	// (all cores), emu[mode][path] the bench process's own, almost all of
+	// it the emulator's: the stand-in for AWS, whose CPU on the real
+	// service is not the user's machine's.
+	busy, emu map[string]map[string][]float64
 	// sharedLogs are the first lines of the shared processes' logs that
 	// were not empty.
 	sharedLogs []string
@@ -105,7 +111,7 @@ func BenchmarkAnsible(b *testing.B) {
 	if b.N > 1 {
 		b.Skip("run with -benchtime 1x")
 	}
-	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}, sessions: map[string]map[string][]float64{}}
+	r := &ansibleResults{started: time.Now(), load: loadAvg(), secs: map[string]map[string][]float64{}, sessions: map[string]map[string][]float64{}, busy: map[string]map[string][]float64{}, emu: map[string]map[string][]float64{}}
 	playbookBin, err := testenv.LookPath("ansible-playbook")
 	if err != nil {
 		r.notes = append(r.notes, "ansible-playbook is not installed here (Debian package ansible-core; bench/run.sh installs it when run as root), so nothing was measured.")
@@ -204,6 +210,7 @@ func BenchmarkAnsible(b *testing.B) {
 	for _, mode := range []string{modeNoPersist, modePersist} {
 		r.secs[mode] = map[string][]float64{}
 		r.sessions[mode] = map[string][]float64{}
+		r.busy[mode], r.emu[mode] = map[string][]float64{}, map[string][]float64{}
 		for i := range r.runs {
 			for j := range paths {
 				p := paths[(i+j)%len(paths)]
@@ -239,8 +246,14 @@ func BenchmarkAnsible(b *testing.B) {
 					runEnv = append(slices.Clip(env), "XDG_RUNTIME_DIR="+xdg)
 				}
 				before := emu.Stats().SessionsStarted
+				machine0, self0, cpuOK := cpuClock()
 				secs := ansibleOnce(b, playbookBin, p.name, mode, run, play, inv.String(), p.sshConfig, runEnv)
+				machine1, self1, _ := cpuClock()
 				r.secs[mode][p.name] = append(r.secs[mode][p.name], secs)
+				if cpuOK {
+					r.busy[mode][p.name] = append(r.busy[mode][p.name], (machine1 - machine0).Seconds())
+					r.emu[mode][p.name] = append(r.emu[mode][p.name], (self1 - self0).Seconds())
+				}
 				b.Logf("%-22s %-17s %.2f s", mode, p.name, secs)
 				if p.shared {
 					k := stopShared(b, shareDir)
@@ -486,6 +499,20 @@ func (r *ansibleResults) markdown() string {
 					verdict = fmt.Sprintf("but here it is %s without ControlPersist and %s with", f(np, 0), f(pe, 0))
 				}
 				w("For ssm-proxy --share it should be one per host, %d, in both modes (each host's first connection starts the host's shared session, which carries every later one), %s.", ansibleHosts(), verdict)
+			}
+			w("")
+		}
+		if len(r.busy[modeNoPersist]) > 0 {
+			w("CPU per run, all processes on the machine's %d cores (from /proc/stat), median in core-seconds, and in brackets the part the emulator took (the benchmark process's own CPU: it plays the SSM API, the gateway and the agent, work the real service does on AWS's machines, not the user's):", runtime.NumCPU())
+			w("")
+			w("| | %s |", strings.Join(r.paths, " | "))
+			w("|---|%s", strings.Repeat("---:|", len(r.paths)))
+			for _, mode := range []string{modeNoPersist, modePersist} {
+				var cells []string
+				for _, p := range r.paths {
+					cells = append(cells, fmt.Sprintf("%s (%s)", f(median(r.busy[mode][p]), 1), f(median(r.emu[mode][p]), 1)))
+				}
+				w("| %s | %s |", mode, strings.Join(cells, " | "))
 			}
 			w("")
 		}

@@ -13,8 +13,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -260,4 +262,34 @@ func startWANEmulator(b *testing.B, o ssmtest.Options, tlsOpts ssmtest.Options, 
 		w.env = append(w.env, "AWS_ENDPOINT_URL_SSMMESSAGES=https://"+w.msg.Addr())
 	}
 	return w
+}
+
+// cpuClock reads the machine's busy CPU time (all cores, from /proc/stat:
+// user, nice, system, irq, softirq) and this process's own (getrusage):
+// the CPU a run cost the machine, and how much of it the in-process
+// emulator took. ok is false where /proc/stat cannot be read.
+func cpuClock() (machine, self time.Duration, ok bool) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err == nil {
+		self = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	}
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, self, false
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return 0, self, false
+	}
+	var ticks int64
+	for _, i := range []int{1, 2, 3, 6, 7} {
+		n, err := strconv.ParseInt(f[i], 10, 64)
+		if err != nil {
+			return 0, self, false
+		}
+		ticks += n
+	}
+	// USER_HZ is 100 on every Linux this runs on.
+	return time.Duration(ticks) * 10 * time.Millisecond, self, true
 }
