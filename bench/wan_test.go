@@ -27,7 +27,7 @@ import (
 
 var (
 	flagRTTs    = flag.String("rtts", "20ms,100ms,250ms", "round-trip times of the wide-area runs")
-	flagWANRuns = flag.Int("wan-runs", 0, "`ssh host true` per path and RTT (default 7, 3 with -quick)")
+	flagWANRuns = flag.Int("wan-runs", 0, "`ssh host true` per path and RTT (default 11, 3 with -quick)")
 	flagTrace   = flag.Bool("wan-trace", false, "log every flight of every run's connections")
 )
 
@@ -104,7 +104,7 @@ func BenchmarkWAN(b *testing.B) {
 	r := &wanResults{started: time.Now(), load: loadAvg(), rtts: parseRTTs(b, *flagRTTs), byRTT: map[time.Duration]map[string][]wanRun{}}
 	r.runs = *flagWANRuns
 	if r.runs <= 0 {
-		r.runs = 7
+		r.runs = 11
 		if *flagQuick {
 			r.runs = 3
 		}
