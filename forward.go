@@ -13,6 +13,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
+	"runtime"
 	"strconv"
 	"sync"
 
@@ -85,6 +87,11 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 			return &listenError{spec: sp, err: err}
 		}
 		lns = append(lns, ln)
+	}
+	// Serving is sockets in the poller alone: one P, as for a
+	// ProxyCommand's session (sessionStdio) and a --share process.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
 	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
