@@ -384,11 +384,22 @@ func explainNotConnected(ctx context.Context, api target.API, id string, err err
 func sessionStdio(stdin io.Reader, stdout io.Writer, log *slog.Logger) (in io.Reader, out io.Writer, restore func()) {
 	catchSIGPIPE()
 	in, out, restore = pollableStdio(stdin, stdout)
-	if in != stdin && os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-		log.Debug("stdin and stdout are in the poller; running on one P")
+	if in != stdin {
+		onOneP(log, "stdin and stdout are in the poller")
 	}
 	return in, out, restore
+}
+
+// onOneP puts the whole process on one P unless GOMAXPROCS says otherwise,
+// for a process that from now on only moves bytes between descriptors in
+// the poller: a ProxyCommand's session (sessionStdio), a --share process,
+// ssm-proxy forward. Measured against two Ps in BENCHMARKS.md. It is a
+// variable so that an in-process test can keep its binary's Ps.
+var onOneP = func(log *slog.Logger, why string) {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(1)
+		log.Debug(why + "; running on one P")
+	}
 }
 
 // predialURL is where StartSession's StreamUrl is expected to point, so

@@ -13,8 +13,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"runtime"
 	"strconv"
 	"sync"
 
@@ -88,11 +86,9 @@ func (c *cli) runForwards(ctx context.Context, o options, u *used, specs []forwa
 		}
 		lns = append(lns, ln)
 	}
-	// Serving is sockets in the poller alone: one P, as for a
-	// ProxyCommand's session (sessionStdio) and a --share process.
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(1)
-	}
+	// Download 96.2 and 94.2 MB/s on one P against 88.0 on two, upload
+	// unchanged (BenchmarkForward, A/B).
+	onOneP(log, "serving forwards")
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	var mu sync.Mutex

@@ -21,7 +21,6 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -265,15 +264,10 @@ func (c *cli) shareServe(ctx context.Context, args []string) int {
 		os.WriteFile(pidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600)
 		sw.set(later)
 		status.Close()
-		// Serving is sockets in the poller alone, so one P, as for a
-		// ProxyCommand's session (sessionStdio): measured over 40 ssh
-		// connections, 5.6 ms of the shared process's CPU each against
-		// 8.3 ms on two Ps, the difference being threads handing
-		// goroutines to each other.
-		if os.Getenv("GOMAXPROCS") == "" {
-			runtime.GOMAXPROCS(1)
-			log.Debug("serving on one P")
-		}
+		// Measured over 40 ssh connections: 5.6 ms of the shared
+		// process's CPU each on one P, 8.3 ms on two, the difference
+		// being threads handing goroutines to each other.
+		onOneP(log, "serving the shared socket")
 	}
 	defer os.Remove(pidFile)
 	err := c.serveShared(ctx, p, u, sock, ready, log)

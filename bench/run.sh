@@ -21,7 +21,7 @@
 #   bash bench/run.sh --no-official    # without building the official client
 #   bash bench/run.sh --wan-only       # only 2 (also --loopback-only, --forward-only,
 #                                      #   --fleet-only, --ansible-only; they combine)
-#   bash bench/run.sh --wan-only --rtts 100ms --wan-runs 9   # one RTT, more runs
+#   bash bench/run.sh --wan-only --rtts 100ms --wan-runs 21  # one RTT, more runs
 #
 # Each benchmark rewrites only its own section (between its markers), so a
 # partial run keeps the others. Timings only mean something on an
