@@ -279,7 +279,7 @@ func (c *cli) prepare(ctx context.Context, o options, u *used, log *slog.Logger)
 	if awscfg.WarmRoots(cfg, aws.ToString(api.Options().BaseEndpoint), sf.predialURL) {
 		log.Debug("loading the system's trusted roots ahead of the first TLS handshake")
 	}
-	sf.predial = proxy.StartPredial(ctx, sf.dialer, sf.predialURL, log)
+	sf.predial = proxy.StartPredial(ctx, sf.dialer, sf.predialURL)
 	if u.id, err = (target.Resolver{API: api, Logger: log}).Resolve(ctx, u.target); err != nil {
 		sf.close()
 		return nil, err

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/http"
 	"net/url"
@@ -200,14 +199,18 @@ type predialed struct {
 	conn     net.Conn // *tls.Conn over bc, or bc itself
 	bc       *batchConn
 	err      error
+	took     time.Duration // from the start of the dial to the connection
 }
 
 // StartPredial opens a connection to rawURL's host (ws or wss) in the
 // background with dialer's network settings, bounded by its handshake
 // timeout (45 s if unset). It returns nil — nothing to gain — for a URL
 // that is not a websocket URL, or when an HTTP proxy applies (gorilla then
-// tunnels through it itself).
-func StartPredial(ctx context.Context, dialer *websocket.Dialer, rawURL string, log *slog.Logger) *Predial {
+// tunnels through it itself). The dial logs nothing itself: Close does not
+// wait for it, and a line written after the caller's own last one (its
+// error, say) would race with it; the session that takes the connection
+// says how it went.
+func StartPredial(ctx context.Context, dialer *websocket.Dialer, rawURL string) *Predial {
 	u, err := url.Parse(rawURL)
 	if err != nil || (u.Scheme != "wss" && u.Scheme != "ws") || u.Host == "" {
 		return nil
@@ -222,15 +225,13 @@ func StartPredial(ctx context.Context, dialer *websocket.Dialer, rawURL string, 
 			return nil
 		}
 	}
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
 	p := &Predial{ch: make(chan *predialed, 1)}
-	go func() { p.ch <- predialOnce(context.WithoutCancel(ctx), &d, u, log) }()
+	go func() { p.ch <- predialOnce(context.WithoutCancel(ctx), &d, u) }()
 	return p
 }
 
-func predialOnce(ctx context.Context, d *websocket.Dialer, u *url.URL, log *slog.Logger) *predialed {
+func predialOnce(ctx context.Context, d *websocket.Dialer, u *url.URL) *predialed {
+	start := time.Now()
 	p := &predialed{hostPort: hostPort(u), tls: u.Scheme == "wss"}
 	ctx, cancel := context.WithTimeout(ctx, cmp.Or(d.HandshakeTimeout, defaultHandshakeTimeout))
 	defer cancel()
@@ -262,7 +263,7 @@ func predialOnce(ctx context.Context, d *websocket.Dialer, u *url.URL, log *slog
 		}
 		p.conn = tc
 	}
-	log.Debug("data-channel connection opened early, while StartSession runs", "host", p.hostPort)
+	p.took = time.Since(start)
 	return p
 }
 
@@ -306,6 +307,7 @@ func (s *Session) takePredial(ctx context.Context, u *url.URL) *predialed {
 		p.conn.Close()
 		return nil
 	}
+	s.log.Debug("data-channel connection opened early, while StartSession ran", "host", p.hostPort, "took", p.took.Round(time.Millisecond))
 	return p
 }
 

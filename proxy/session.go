@@ -275,7 +275,7 @@ func Start(ctx context.Context, api API, creds aws.CredentialsProvider, region s
 	}
 	s.predial = opts.Predial
 	if s.predial == nil && opts.PredialURL != "" {
-		s.predial = StartPredial(ctx, s.dialer, opts.PredialURL, s.log)
+		s.predial = StartPredial(ctx, s.dialer, opts.PredialURL)
 	}
 	out, err := s.startSession(ctx, api, &ssm.StartSessionInput{
 		Target:       aws.String(in.Target),
