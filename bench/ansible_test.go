@@ -18,7 +18,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -198,8 +197,8 @@ func BenchmarkAnsible(b *testing.B) {
 	var shareDirs []string
 	defer func() {
 		for _, d := range shareDirs {
-			for _, pid := range sharedPIDs(d) {
-				if isSharedProcess(pid, d) {
+			for _, pid := range testenv.SharedPIDs(d) {
+				if testenv.IsSharedProcess(pid, d) {
 					syscall.Kill(pid, syscall.SIGTERM)
 				}
 			}
@@ -347,47 +346,6 @@ func stopMasters(b *testing.B, dir, sshConfig string) int {
 	return len(socks)
 }
 
-// sharedPIDs returns the PIDs in the pid files of the shared processes
-// whose sockets are in dir.
-func sharedPIDs(dir string) []int {
-	files, _ := filepath.Glob(filepath.Join(dir, "*.sock.pid"))
-	var pids []int
-	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err != nil {
-			continue // removed as its process exits
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(data))); err == nil && pid > 0 {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
-// isSharedProcess tells whether pid is a live shared process serving a
-// socket in dir (`ssm-proxy __share DIR/s-….sock …`), not another process
-// that took a stale pid file's PID.
-func isSharedProcess(pid int, dir string) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil {
-		return false
-	}
-	args := strings.Split(string(data), "\x00")
-	return len(args) >= 3 && args[1] == "__share" && filepath.Dir(args[2]) == dir
-}
-
-// processGone tells whether pid has exited: no such process, or a zombie
-// (not ours to reap: its parent, the ProxyCommand that started it, has
-// exited).
-func processGone(pid int) bool {
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return true
-	}
-	_, after, _ := strings.Cut(string(data), ") ")
-	return strings.HasPrefix(after, "Z") || strings.HasPrefix(after, "X")
-}
-
 // stopShared ends the shared processes that a run of ssm-proxy --share
 // left in dir, with SIGTERM to the PIDs in their pid files and no other,
 // so that the next run starts cold, and waits until they have exited and
@@ -395,9 +353,9 @@ func processGone(pid int) bool {
 // not within shareStopTimeout. It returns how many there were.
 func stopShared(b *testing.B, dir string) int {
 	b.Helper()
-	pids := sharedPIDs(dir)
+	pids := testenv.SharedPIDs(dir)
 	for _, pid := range pids {
-		if !isSharedProcess(pid, dir) {
+		if !testenv.IsSharedProcess(pid, dir) {
 			b.Fatalf("%s: the pid file's process %d is not a shared ssm-proxy of this run", dir, pid)
 		}
 		if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
@@ -408,7 +366,7 @@ func stopShared(b *testing.B, dir string) int {
 	for {
 		var alive []int
 		for _, pid := range pids {
-			if !processGone(pid) {
+			if !testenv.ProcessGone(pid) {
 				alive = append(alive, pid)
 			}
 		}

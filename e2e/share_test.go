@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -47,30 +46,13 @@ func shareHarnessWith(t *testing.T, emu ssmtest.Options, o harnessOptions) (*har
 	return h, filepath.Join(run, "ssm-proxy")
 }
 
-// sharedPIDs returns the PIDs in the pid files of dir's shared processes.
-func sharedPIDs(t *testing.T, dir string) []int {
-	t.Helper()
-	files, _ := filepath.Glob(filepath.Join(dir, "*.pid"))
-	var pids []int
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue // removed as the process exits
-		}
-		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
-			pids = append(pids, pid)
-		}
-	}
-	return pids
-}
-
 // waitGone waits until pid has exited (it is not ours to reap: its parent,
 // the ProxyCommand that started it, has exited) and its socket is gone.
 func waitGone(t *testing.T, pid int, dir string, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
-		alive := syscall.Kill(pid, 0) == nil && !isZombie(pid)
+		alive := !testenv.ProcessGone(pid)
 		socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
 		if !alive && len(socks) == 0 {
 			return
@@ -82,21 +64,14 @@ func waitGone(t *testing.T, pid int, dir string, timeout time.Duration) {
 	}
 }
 
-func isZombie(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	_, after, _ := strings.Cut(string(b), ") ")
-	return strings.HasPrefix(after, "Z")
-}
-
 // stopShared ends the shared processes of dir, ours by their PIDs, when a
 // test fails before they idle out.
 func stopShared(t *testing.T, dir string) {
 	t.Cleanup(func() {
-		for _, pid := range sharedPIDs(t, dir) {
-			syscall.Kill(pid, syscall.SIGTERM)
+		for _, pid := range testenv.SharedPIDs(dir) {
+			if testenv.IsSharedProcess(pid, dir) {
+				syscall.Kill(pid, syscall.SIGTERM)
+			}
 		}
 	})
 }
@@ -160,7 +135,7 @@ func TestShare(t *testing.T) {
 	if st.SessionsStarted != 1 || st.Active != 1 {
 		t.Fatalf("5 connections: sessions started %d, active %d; want 1 and 1", st.SessionsStarted, st.Active)
 	}
-	pids := sharedPIDs(t, dir)
+	pids := testenv.SharedPIDs(dir)
 	if len(pids) != 1 {
 		t.Fatalf("shared processes %v, want one", pids)
 	}
@@ -209,7 +184,7 @@ func TestShareFdpassWithoutSocket(t *testing.T) {
 	if n := strings.Count(stderr.String(), "ssm-proxy: error:"); n != 1 || !strings.Contains(stderr.String(), "ProxyUseFdpass yes") {
 		t.Errorf("stderr has %d error lines, want one naming ProxyUseFdpass:\n%s", n, stderr.String())
 	}
-	if pids := sharedPIDs(t, dir); len(pids) != 0 {
+	if pids := testenv.SharedPIDs(dir); len(pids) != 0 {
 		t.Errorf("shared processes started: %v", pids)
 	}
 	h.checkEnded(0)
@@ -250,7 +225,7 @@ func TestShareSIGTERM(t *testing.T) {
 	stopShared(t, dir)
 	ctx := testCtx(t, time.Minute)
 	run(t, h.ssh(ctx, instance, "true"))
-	pids := sharedPIDs(t, dir)
+	pids := testenv.SharedPIDs(dir)
 	if len(pids) != 1 {
 		t.Fatalf("shared processes %v, want one", pids)
 	}
@@ -284,7 +259,7 @@ func TestShareStartFails(t *testing.T) {
 	if n := strings.Count(stderr.String(), "ssm-proxy: error:"); n != 1 || !strings.Contains(stderr.String(), "AccessDenied") {
 		t.Errorf("stderr has %d error lines, want one naming AccessDenied:\n%s", n, stderr.String())
 	}
-	if pids := sharedPIDs(t, dir); len(pids) != 0 {
+	if pids := testenv.SharedPIDs(dir); len(pids) != 0 {
 		t.Errorf("shared processes left: %v", pids)
 	}
 	if socks, _ := filepath.Glob(filepath.Join(dir, "*.sock")); len(socks) != 0 {
