@@ -3,6 +3,7 @@ package proxy
 import (
 	"cmp"
 	"context"
+	crand "crypto/rand"
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
@@ -116,12 +117,19 @@ func (s *Session) dialLink(ctx context.Context, deadline time.Time, streamURL, t
 		return nil, err
 	}
 	// The dial goes through batchingDial: catch this dial's connection.
+	// Once connected, gorilla's dialer obeys only the deadline, not ctx:
+	// the guard closes the connection when ctx ends first, so that a
+	// session being torn down is not left with an upgrade in flight.
 	var bc *batchConn
+	var guard dialGuard
+	stop := context.AfterFunc(dctx, guard.cancel)
+	defer stop()
 	d := *s.dialer
-	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c })
+	d.NetDialContext = batchingDial(s.dialer.NetDialContext, func(c *batchConn) { bc = c; guard.set(c) })
 	if pre := s.takePredial(dctx, u); pre != nil {
 		// The connection opened while StartSession was in flight.
 		bc = pre.bc
+		guard.set(pre.conn)
 		if pre.tls {
 			d.NetDialTLSContext = func(context.Context, string, string) (net.Conn, error) { return pre.conn, nil }
 		} else {
@@ -133,13 +141,22 @@ func (s *Session) dialLink(ctx context.Context, deadline time.Time, streamURL, t
 		if resp != nil {
 			return nil, &UpgradeError{StatusCode: resp.StatusCode, Status: resp.Status, Err: err}
 		}
+		if dctx.Err() != nil {
+			err = dctx.Err() // the guard's close, not its symptom
+		}
 		return nil, fmt.Errorf("open data channel: %w", err)
+	}
+	if !stop() {
+		ws.Close() // ctx ended as the upgrade completed
+		return nil, fmt.Errorf("open data channel: %w", dctx.Err())
 	}
 	if bc == nil {
 		ws.Close()
 		return nil, errors.New("open data channel: dialer bypassed NetDialContext")
 	}
-	reqID, err := protocol.NewUUID(s.rand)
+	// Not s.rand: that belongs to the loop's goroutine, and a resume dials
+	// on its own.
+	reqID, err := protocol.NewUUID(crand.Reader)
 	if err != nil {
 		ws.Close()
 		return nil, err
@@ -179,6 +196,32 @@ func (s *Session) dialLink(ctx context.Context, deadline time.Time, streamURL, t
 		return nil, fmt.Errorf("send open data channel: %w", err)
 	}
 	return l, nil
+}
+
+// dialGuard closes a dial's connection once cancel is called, whether the
+// connection is known by then or comes later.
+type dialGuard struct {
+	mu       sync.Mutex
+	conn     net.Conn
+	canceled bool
+}
+
+func (g *dialGuard) set(c net.Conn) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.conn = c
+	if g.canceled {
+		c.Close()
+	}
+}
+
+func (g *dialGuard) cancel() {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.canceled = true
+	if g.conn != nil {
+		g.conn.Close()
+	}
 }
 
 // Predial is a connection to the messages endpoint opened before the

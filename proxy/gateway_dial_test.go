@@ -1,0 +1,62 @@
+package proxy_test
+
+// Scripted-gateway tests of the dial around a session's life: a resume cut
+// short by the session's end. dial_test.go checks what a dial may touch.
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/ssm"
+	"github.com/gorilla/websocket"
+
+	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
+	"github.com/ssm-proxy/ssm-proxy/proxy"
+)
+
+// TestGatewayResumeCancelled: a session cancelled while a resume's upgrade
+// hangs (a stream host that accepts TCP and never answers) closes that
+// connection as Run ends. gorilla's dialer obeys only its deadline once
+// connected — a minute here — so without the session's own guard the
+// connection outlived Run, and a late 101 would have been answered with the
+// token.
+func TestGatewayResumeCancelled(t *testing.T) {
+	dialled := make(chan struct{}, 1)
+	closed := make(chan struct{})
+	silent := testenv.ServeTCP(t, func(c net.Conn) {
+		dialled <- struct{}{}
+		io.Copy(io.Discard, c) // until the client closes
+		close(closed)
+	})
+	g := newGateway(t)
+	g.resume = func(int) (*ssm.ResumeSessionOutput, error) {
+		return &ssm.ResumeSessionOutput{SessionId: aws.String("s-1"), TokenValue: aws.String("t"),
+			StreamUrl: aws.String("ws://" + silent + "/v1/data-channel/s-1")}, nil
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	_, _, _, done := g.startCtx(ctx, proxy.Options{ResumeBudget: time.Minute,
+		Dialer: &websocket.Dialer{HandshakeTimeout: time.Minute}})
+	c := g.accept()
+	c.handshake()
+	c.ws.Close()
+	select {
+	case <-dialled: // the fault: the resume's upgrade is in flight
+	case <-time.After(gwWait):
+		t.Fatal("the resume never dialled the silent stream host")
+	}
+	cancel()
+	if err := waitDone(t, done); !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v, want context.Canceled", err)
+	}
+	select {
+	case <-closed:
+	case <-time.After(gwWait):
+		t.Fatal("the resume's connection is still open after Run returned")
+	}
+}
