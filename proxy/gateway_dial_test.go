@@ -1,13 +1,20 @@
 package proxy_test
 
 // Scripted-gateway tests of the dial around a session's life: a resume cut
-// short by the session's end. dial_test.go checks what a dial may touch.
+// short by the session's end, a certificate that does not verify.
+// dial_test.go checks what a dial may touch.
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
+	"log"
 	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -58,5 +65,46 @@ func TestGatewayResumeCancelled(t *testing.T) {
 	case <-closed:
 	case <-time.After(gwWait):
 		t.Fatal("the resume's connection is still open after Run returned")
+	}
+}
+
+// TestGatewayResumeUntrustedCert: a stream host whose certificate does not
+// verify (a TLS-inspecting proxy without AWS_CA_BUNDLE, say) gives the same
+// answer on every attempt: the resume fails at once, it is not retried for
+// the whole budget.
+func TestGatewayResumeUntrustedCert(t *testing.T) {
+	var handshakes atomic.Int32
+	tlsSrv := httptest.NewUnstartedServer(http.NotFoundHandler())
+	tlsSrv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			handshakes.Add(1)
+		}
+	}
+	tlsSrv.Config.ErrorLog = log.New(io.Discard, "", 0) // the refused handshake
+	tlsSrv.StartTLS()
+	t.Cleanup(tlsSrv.Close)
+	g := newGateway(t)
+	g.resume = func(int) (*ssm.ResumeSessionOutput, error) {
+		return &ssm.ResumeSessionOutput{SessionId: aws.String("s-1"), TokenValue: aws.String("t"),
+			StreamUrl: aws.String("wss" + strings.TrimPrefix(tlsSrv.URL, "https") + "/v1/data-channel/s-1")}, nil
+	}
+	start := time.Now()
+	_, _, _, done := g.start(proxy.Options{ResumeBudget: time.Minute})
+	c := g.accept()
+	c.handshake()
+	c.ws.Close()
+	err := waitDone(t, done)
+	var cv *tls.CertificateVerificationError
+	if !errors.As(err, &cv) || !proxy.Permanent(err) {
+		t.Fatalf("err %T %v, want a permanent certificate verification error", err, err)
+	}
+	if n := handshakes.Load(); n != 1 {
+		t.Errorf("%d connections to the untrusted host, want 1", n)
+	}
+	if resumes, terms, _ := g.counts(); resumes != 1 || terms != 1 {
+		t.Errorf("ResumeSession %d times (want 1), TerminateSession %d", resumes, terms)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("took %s of a 1 min budget", d)
 	}
 }

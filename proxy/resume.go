@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -256,17 +257,24 @@ func (s *Session) resumeSession(ctx context.Context, deadline time.Time) (token,
 }
 
 // Permanent reports errors that retrying cannot fix: a refused stream
-// host, an HTTP 4xx upgrade refusal (but 408 and 429), credentials that
-// cannot be had, a session the service has ended, and API errors such as
-// denied permissions or invalid requests.
+// host, an HTTP 4xx upgrade refusal (but 408 and 429), a TLS certificate
+// that does not verify, credentials that cannot be had, a session the
+// service has ended, and API errors such as denied permissions or invalid
+// requests.
 func Permanent(err error) bool {
 	var (
 		he *StreamHostError
 		ue *UpgradeError
 		ce *CredentialsError
+		cv *tls.CertificateVerificationError
 	)
 	switch {
 	case errors.As(err, &he), errors.As(err, &ce), errors.Is(err, ErrSessionEnded):
+		return true
+	case errors.As(err, &cv):
+		// An untrusted CA (a TLS-inspecting proxy), a name the certificate
+		// does not cover, an expired certificate: the same answer on every
+		// attempt.
 		return true
 	case errors.As(err, &ue):
 		return ue.permanent()
