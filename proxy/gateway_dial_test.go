@@ -1,12 +1,13 @@
 package proxy_test
 
 // Scripted-gateway tests of the dial around a session's life: a resume cut
-// short by the session's end, a certificate that does not verify.
-// dial_test.go checks what a dial may touch.
+// short by the session's end, a certificate that does not verify, and the
+// handshake deadline. dial_test.go checks what a dial may touch.
 
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"io"
 	"log"
@@ -22,7 +23,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/ssm"
 	"github.com/gorilla/websocket"
 
+	"github.com/ssm-proxy/ssm-proxy/internal/ssmtest"
 	"github.com/ssm-proxy/ssm-proxy/internal/testenv"
+	"github.com/ssm-proxy/ssm-proxy/protocol"
 	"github.com/ssm-proxy/ssm-proxy/proxy"
 )
 
@@ -107,4 +110,61 @@ func TestGatewayResumeUntrustedCert(t *testing.T) {
 	if d := time.Since(start); d > 30*time.Second {
 		t.Errorf("took %s of a 1 min budget", d)
 	}
+}
+
+// TestGatewayHandshakeTimeout: HandshakeTimeout is the time the agent had
+// over a link. An agent that never handshakes ends the session with a
+// timeout; a first dial slower than the timeout (refused upgrades, retried)
+// does not count against it.
+func TestGatewayHandshakeTimeout(t *testing.T) {
+	const timeout = time.Second
+	t.Run("silent agent", func(t *testing.T) {
+		g := newGateway(t)
+		_, _, _, done := g.start(proxy.Options{HandshakeTimeout: timeout})
+		g.accept() // and say nothing
+		err := waitDone(t, done)
+		var he *proxy.HandshakeError
+		if !errors.As(err, &he) || !he.Timeout {
+			t.Fatalf("err %v, want a handshake timeout", err)
+		}
+		if _, terms, _ := g.counts(); terms != 1 {
+			t.Errorf("TerminateSession %d times, want 1", terms)
+		}
+	})
+	t.Run("slow first dial", func(t *testing.T) {
+		g := newGateway(t)
+		began := time.Now()
+		var refused atomic.Int32
+		g.refuse = func(*http.Request) int {
+			if time.Since(began) < 3*timeout/2 {
+				refused.Add(1)
+				return http.StatusServiceUnavailable
+			}
+			return 0
+		}
+		_, stdin, _, done := g.start(proxy.Options{HandshakeTimeout: timeout, ResumeBudget: time.Minute})
+		c := g.accept()
+		if refused.Load() == 0 || time.Since(began) <= timeout {
+			t.Fatalf("the fault did not fire: %d refusals in %s", refused.Load(), time.Since(began))
+		}
+		// The agent is slow to acknowledge the HandshakeResponse: seeing
+		// it again shows the client's timer ran after the attach — the
+		// handshake deadline is checked first — and let the handshake be.
+		req, _ := json.Marshal(protocol.HandshakeRequest{AgentVersion: ssmtest.DefaultAgentVersion,
+			RequestedClientActions: []protocol.RequestedClientAction{{ActionType: protocol.ActionSessionType,
+				ActionParameters: json.RawMessage(`{"SessionType":"Port","Properties":{"portNumber":"22"}}`)}}})
+		c.stream(protocol.PayloadHandshakeRequest, req)
+		resp := c.recv(isStream(protocol.PayloadHandshakeResponse))
+		again := c.recv(isStream(protocol.PayloadHandshakeResponse))
+		if again.SequenceNumber != resp.SequenceNumber {
+			t.Fatalf("second HandshakeResponse has seq %d, want the retransmission of %d", again.SequenceNumber, resp.SequenceNumber)
+		}
+		c.ack(resp)
+		c.stream(protocol.PayloadHandshakeComplete, []byte(`{"HandshakeTimeToComplete":1000,"CustomerMessage":""}`))
+		c.recv(isAckOf(1))
+		stdin.Close()
+		if err := waitDone(t, done); err != nil {
+			t.Errorf("err %v, want a normal end", err)
+		}
+	})
 }

@@ -75,9 +75,10 @@ type loop struct {
 	unsentAcks [][]byte
 
 	started      time.Time
-	agentVersion string    // from HandshakeRequest
-	established  bool      // HandshakeComplete received
-	pausedAt     time.Time // pause_publication in force since (§8.4); zero: not paused
+	handshaking  handshakeClock // how long the agent has had to handshake
+	agentVersion string         // from HandshakeRequest
+	established  bool           // HandshakeComplete received
+	pausedAt     time.Time      // pause_publication in force since (§8.4); zero: not paused
 	stdinEOF     bool
 	lastOutput   time.Time // last agent data delivered
 	drainFrom    time.Time // input ended and everything sent was acknowledged
@@ -198,7 +199,7 @@ func (lp *loop) unpause(why string) {
 // onTick checks the handshake deadline, the end of a drain, and a dead
 // peer; pings; retransmits overdue messages. done reports a normal end.
 func (lp *loop) onTick(now time.Time) (done bool, err error) {
-	if !lp.established && now.Sub(lp.started) > lp.s.opts.HandshakeTimeout && !lp.resuming {
+	if !lp.established && lp.handshaking.spent(now) > lp.s.opts.HandshakeTimeout {
 		return true, &HandshakeError{Reason: fmt.Sprintf("the agent did not complete the handshake within %s", lp.s.opts.HandshakeTimeout), Timeout: true}
 	}
 	if lp.drained(now) {
@@ -246,4 +247,29 @@ func (lp *loop) drained(now time.Time) bool {
 		quiet = lp.lastOutput
 	}
 	return now.Sub(quiet) > lp.s.opts.DrainTimeout
+}
+
+// handshakeClock adds up the time a websocket was attached before the
+// handshake completed: the agent can only answer over a link, so neither
+// the first dial (slow under throttling, say) nor a resume counts against
+// HandshakeTimeout, and a link that keeps failing cannot extend it forever.
+type handshakeClock struct {
+	spentBefore time.Duration // on links lost since
+	since       time.Time     // the current link's attach; zero: none
+}
+
+func (c *handshakeClock) start(now time.Time) { c.since = now }
+
+func (c *handshakeClock) stop(now time.Time) {
+	if !c.since.IsZero() {
+		c.spentBefore += now.Sub(c.since)
+		c.since = time.Time{}
+	}
+}
+
+func (c *handshakeClock) spent(now time.Time) time.Duration {
+	if c.since.IsZero() {
+		return c.spentBefore
+	}
+	return c.spentBefore + now.Sub(c.since)
 }

@@ -105,6 +105,7 @@ func (lp *loop) lost(cause error, drain bool) {
 	}
 	lp.plan.linkErr = cause
 	lp.lostAt = now
+	lp.handshaking.stop(now)
 	lp.emit(EventLinkLost, cause)
 }
 
@@ -127,6 +128,7 @@ func (lp *loop) attach(ctx context.Context, r resumeResult) {
 	lp.plan = r.plan
 	lp.plan.first = false
 	lp.unpause("new websocket")
+	lp.handshaking.start(time.Now())
 	go l.read(ctx, lp.events, lp.s.log)
 	if !lp.lostAt.IsZero() {
 		lp.s.log.Debug("resumed", "after", time.Since(lp.lostAt).Round(time.Millisecond))
