@@ -183,6 +183,9 @@ func stEcho(t *testing.T, o ssmtest.Options, size int) (ssmtest.Stats, proxy.Sta
 		t.Fatalf("echoed %d bytes differ from the %d sent", len(got), size)
 	}
 	st := stIdle(t, emu)
+	if st.EarlyDataDiscarded != 0 {
+		t.Errorf("the agent discarded %d frames sent before HandshakeComplete", st.EarlyDataDiscarded)
+	}
 	ss := sess.Stats()
 	if ss.BytesUp != int64(size) || ss.BytesDown != int64(size) || int64(ss.Resumes) != st.Reconnects {
 		t.Errorf("session stats %+v, want %d bytes each way and %d resumes", ss, size, st.Reconnects)
@@ -241,6 +244,11 @@ func TestSessionFaults(t *testing.T) {
 		}},
 		{"latency", ssmtest.Options{Latency: 20 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
 			return e.FramesDelayed > 0
+		}},
+		// A slow HandshakeComplete: whatever is sent before it is lost
+		// (stEcho checks that nothing was).
+		{"slow handshake complete", ssmtest.Options{HandshakeCompleteDelay: 200 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
+			return e.DelayedCompletes == 1
 		}},
 	}
 	for _, c := range cases {

@@ -39,6 +39,7 @@ type handshakePhase int
 const (
 	phaseNew       handshakePhase = iota // no websocket yet, nothing sent
 	phaseRequested                       // HandshakeRequest sent
+	phaseResponded                       // HandshakeResponse taken, HandshakeComplete not yet sent
 	phaseComplete                        // HandshakeComplete sent
 	phaseFailed
 )
@@ -63,6 +64,12 @@ type agentState struct {
 	requestedAt   time.Time
 	response      *protocol.HandshakeResponse // processed, acked, not yet acted on
 	clientVersion string
+	// completeAt is when HandshakeComplete goes out (phaseResponded):
+	// the real agent's handshake goroutine sends it once the receive side
+	// has handed the response over, and client data in between is
+	// acknowledged and discarded. completeArmed: runAgent's timer is set.
+	completeAt    time.Time
+	completeArmed bool
 
 	// port plugin (§7.2–§7.5)
 	// target is the destination connection in basic mode, the agent's end
@@ -119,6 +126,9 @@ func (ss *session) runAgent() {
 	inbox := time.NewTimer(time.Hour)
 	inbox.Stop()
 	defer inbox.Stop()
+	complete := time.NewTimer(time.Hour)
+	complete.Stop()
+	defer complete.Stop()
 	for {
 		select {
 		case <-ss.done:
@@ -138,9 +148,14 @@ func (ss *session) runAgent() {
 			}
 		case r := <-ss.dialed:
 			ss.dialDone(r)
+		case <-complete.C:
+			ss.completeHandshake()
 		}
 		if d, ok := ss.step(); ok {
 			inbox.Reset(d)
+		}
+		if d, ok := ss.completeDue(); ok {
+			complete.Reset(d)
 		}
 	}
 }
@@ -284,6 +299,7 @@ func (ss *session) processLocked(m protocol.Message) bool {
 			a.response = &resp
 		} else {
 			ss.srv.logf("ssmtest: session %s: discarded %s seq %d before handshake complete", ss.id, m.PayloadType, m.SequenceNumber)
+			ss.srv.add(func(st *Stats) { st.EarlyDataDiscarded++ })
 		}
 		return true
 	}
@@ -343,8 +359,8 @@ func (ss *session) processLocked(m protocol.Message) bool {
 }
 
 // afterProcessLocked acts on a HandshakeResponse once it has been
-// acknowledged: fail the session or send HandshakeComplete and start the
-// port plugin (§9.1 steps 4–6).
+// acknowledged: fail the session, or hand it to the handshake's own turn,
+// which sends HandshakeComplete (completeHandshake, §9.1 steps 4–6).
 func (ss *session) afterProcessLocked() {
 	a := &ss.agent
 	resp := a.response
@@ -360,6 +376,35 @@ func (ss *session) afterProcessLocked() {
 				fmt.Sprintf("%s failed on client with status %d error: %s", act.ActionType, act.ActionStatus, act.Error))
 			return
 		}
+	}
+	a.phase = phaseResponded
+	a.completeAt = time.Now().Add(ss.srv.opts.HandshakeCompleteDelay)
+	if ss.srv.opts.HandshakeCompleteDelay > 0 {
+		ss.srv.add(func(st *Stats) { st.DelayedCompletes++ })
+	}
+}
+
+// completeDue reports, once per handshake, how long until HandshakeComplete
+// is due.
+func (ss *session) completeDue() (time.Duration, bool) {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	a := &ss.agent
+	if a.phase != phaseResponded || a.completeArmed || ss.ended {
+		return 0, false
+	}
+	a.completeArmed = true
+	return time.Until(a.completeAt), true
+}
+
+// completeHandshake sends HandshakeComplete, marks the handshake complete
+// only then (§9.1 step 5), and starts the port plugin (step 6).
+func (ss *session) completeHandshake() {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	a := &ss.agent
+	if a.phase != phaseResponded || ss.ended {
+		return
 	}
 	hc := protocol.HandshakeComplete{HandshakeTimeToComplete: time.Since(a.requestedAt)}
 	ss.sendStreamLocked(protocol.PayloadHandshakeComplete, mustJSON(hc))

@@ -324,6 +324,37 @@ func TestDataBeforeHandshakeComplete(t *testing.T) {
 	}
 }
 
+// TestDataBeforeHandshakeCompleteSent: data sent after the
+// HandshakeResponse but before HandshakeComplete has come — as a client that
+// does not wait for it would — lands in the agent's window between taking
+// the response and sending HandshakeComplete: it is acknowledged and
+// discarded, and the target never sees it (§5.3, §9.1 step 5).
+func TestDataBeforeHandshakeCompleteSent(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), HandshakeCompleteDelay: 300 * time.Millisecond})
+	ss := startSession(t, s)
+	c := dialRaw(t, ss, ss.firstToken)
+	m := c.expect(5*time.Second, "HandshakeRequest", isStream(protocol.PayloadHandshakeRequest))
+	c.ack(m)
+	req, _ := protocol.ParseHandshakeRequest(m.Payload)
+	c.sendStream(0, protocol.PayloadHandshakeResponse, handshakeResponse(req, protocol.ActionSuccess, ""))
+	c.expect(5*time.Second, "ack of the HandshakeResponse", isAckOf(0))
+	early := c.sendStream(1, protocol.PayloadOutput, []byte("early"))
+	c.expect(5*time.Second, "ack of the early data", isAckOf(early.SequenceNumber))
+	hc := c.expect(5*time.Second, "HandshakeComplete", isStream(protocol.PayloadHandshakeComplete))
+	c.ack(hc)
+	waitReady(t, ss)
+	c.sendStream(2, protocol.PayloadOutput, []byte("late"))
+	c.expect(5*time.Second, "ack", isAckOf(2))
+	out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput))
+	if string(out.Payload) != "late" {
+		t.Fatalf("target saw %q, want only the data sent after HandshakeComplete", out.Payload)
+	}
+	if st := s.Stats(); st.BytesUp != 4 || st.EarlyDataDiscarded != 1 || st.DelayedCompletes != 1 {
+		t.Errorf("BytesUp %d, EarlyDataDiscarded %d, DelayedCompletes %d; want 4, 1, 1", st.BytesUp, st.EarlyDataDiscarded, st.DelayedCompletes)
+	}
+}
+
 // TestNoAckUntilConnected: after HandshakeComplete, client data is neither
 // acknowledged nor consumed until the agent has connected to the target;
 // the client has to resend it (§5.3, §9.1 step 6).

@@ -113,6 +113,15 @@ type Options struct {
 	// HandshakeTimeout is how long the agent waits for HandshakeResponse
 	// (default 15 s, §6.2).
 	HandshakeTimeout time.Duration
+	// HandshakeCompleteDelay is how long after taking the HandshakeResponse
+	// the agent sends HandshakeComplete. The real agent's receive side
+	// hands the response to its handshake goroutine, which sends
+	// HandshakeComplete and only then marks the handshake complete; client
+	// data in between is acknowledged and discarded (§5.3). With 0 the
+	// window is the rest of the agent's turn: every frame already
+	// received with the response is discarded. A delay widens it, so that
+	// a client that sends before HandshakeComplete loses data every time.
+	HandshakeCompleteDelay time.Duration
 
 	// Pacing reproduces the real agent: 1024-byte reads from the target and
 	// a 1 ms pause after each message sent (§5.6).
@@ -235,6 +244,8 @@ type Stats struct {
 	// what AckLoss, Duplicate, Reorder and Latency did, both directions.
 	AcksLost, FramesDuplicated, FramesReordered, FramesDelayed int64
 	PausedDrops                                                int64 // client stream frames dropped during a pause (§8.4)
+	EarlyDataDiscarded                                         int64 // client stream frames acknowledged and discarded before HandshakeComplete (§5.3)
+	DelayedCompletes                                           int64 // HandshakeCompletes held back by HandshakeCompleteDelay
 	ClosedOnOpen                                               int64 // websockets closed right after OpenDataChannel (CloseOnOpen)
 	HugeFrames                                                 int64 // HugeFrameBytes frames sent
 	MalformedChannelCloses                                     int64 // channel_closed sent with a payload that is not JSON

@@ -74,6 +74,9 @@ Service:
 Agent:
   -agent-version V          AgentVersion in HandshakeRequest (default: the instance's)
   -handshake-timeout D      how long to wait for HandshakeResponse (default 15s)
+  -handshake-complete-delay D
+                            send HandshakeComplete D after the response; client
+                            data in between is acknowledged and discarded
   -pacing                   1024-byte reads and 1 ms per message, as the real agent
 
 Data-channel faults:
@@ -284,6 +287,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.BoolVar(&o.MoveCellOnResume, "move-cell-on-resume", false, "")
 	fs.StringVar(&o.AgentVersion, "agent-version", "", "")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 15*time.Second, "")
+	fs.DurationVar(&o.HandshakeCompleteDelay, "handshake-complete-delay", 0, "")
 	fs.BoolVar(&o.Pacing, "pacing", false, "")
 	fs.DurationVar(&o.ByeEvery, "bye-every", 0, "")
 	fs.Int64Var(&o.DropEveryBytes, "drop-every-bytes", 0, "")
@@ -327,7 +331,8 @@ func (cfg *config) check() error {
 			return &usageError{fmt.Sprintf("%s %v: want a probability between 0 and 1", name, p)}
 		}
 	}
-	for name, d := range map[string]time.Duration{"-handshake-timeout": o.HandshakeTimeout, "-bye-every": o.ByeEvery,
+	for name, d := range map[string]time.Duration{"-handshake-timeout": o.HandshakeTimeout,
+		"-handshake-complete-delay": o.HandshakeCompleteDelay, "-bye-every": o.ByeEvery,
 		"-pause-every": o.PauseEvery, "-pause-for": o.PauseFor, "-idle-timeout": o.IdleTimeout, "-latency": o.Latency,
 		"-stats-every": cfg.statsEvery} {
 		if d < 0 {
