@@ -72,8 +72,9 @@ const (
 	sigTerminator   = "aws4_request"
 	amzDateLayout   = "20060102T150405Z"
 	scopeDateLayout = "20060102"
-	// maxClockSkew is how far X-Amz-Date may be from the server's clock.
-	maxClockSkew = 15 * time.Minute
+	// maxClockSkew is how far X-Amz-Date may be from the server's clock:
+	// AWS's 5 minutes ("Signature expired: … (… - 5 min.)").
+	maxClockSkew = 5 * time.Minute
 	// maxPresignExpires is the longest X-Amz-Expires AWS accepts (7 days).
 	maxPresignExpires = 7 * 24 * time.Hour
 	unsignedPayload   = "UNSIGNED-PAYLOAD"
@@ -319,10 +320,10 @@ func (sig *sigClaim) checkScope(region, service string) error {
 func (sig *sigClaim) checkTime(now time.Time) error {
 	now = now.UTC()
 	if sig.time.After(now.Add(maxClockSkew)) {
-		return newAPIError("InvalidSignatureException", "Signature not yet current: %s is still later than %s (%s + 15 min.)",
+		return newAPIError("InvalidSignatureException", "Signature not yet current: %s is still later than %s (%s + 5 min.)",
 			sig.amzDate, now.Add(maxClockSkew).Format(amzDateLayout), now.Format(amzDateLayout))
 	}
-	window, unit := maxClockSkew, "15 min."
+	window, unit := maxClockSkew, "5 min."
 	if sig.presigned {
 		window, unit = sig.expires, fmt.Sprintf("%d sec.", int(sig.expires.Seconds()))
 	}

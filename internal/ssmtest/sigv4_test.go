@@ -162,15 +162,15 @@ func TestVerifySignature(t *testing.T) {
 			req: func(t *testing.T) *http.Request { return sigAPIRequest(t, plain, DefaultRegion, sigNow, body) }},
 		{name: "within skew", service: "ssm", body: body,
 			req: func(t *testing.T) *http.Request {
-				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(-14*time.Minute), body)
+				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(-4*time.Minute), body)
 			}},
-		{name: "too old", service: "ssm", body: body, code: "InvalidSignatureException", msg: "Signature expired: 20260314T145326Z is now earlier than 20260314T145426Z (20260314T150926Z - 15 min.)",
+		{name: "too old", service: "ssm", body: body, code: "InvalidSignatureException", msg: "Signature expired: 20260314T150326Z is now earlier than 20260314T150426Z (20260314T150926Z - 5 min.)",
 			req: func(t *testing.T) *http.Request {
-				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(-16*time.Minute), body)
+				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(-6*time.Minute), body)
 			}},
 		{name: "in the future", service: "ssm", body: body, code: "InvalidSignatureException", msg: "Signature not yet current",
 			req: func(t *testing.T) *http.Request {
-				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(16*time.Minute), body)
+				return sigAPIRequest(t, plain, DefaultRegion, sigNow.Add(6*time.Minute), body)
 			}},
 		{name: "body changed", service: "ssm", body: strings.Replace(body, "i-0123456789abcdef0", "i-0aaaaaaaaaaaaaaa2", 1),
 			code: "InvalidSignatureException", msg: msgSignatureMismatch,
