@@ -207,6 +207,17 @@ func TestSessionEcho(t *testing.T) {
 	}
 }
 
+// TestSessionSSOCallerID: the SessionId of an SSO caller contains "@",
+// which the upgrade's canonical path encodes twice (§2): every signed
+// upgrade, first and resumed, is accepted.
+func TestSessionSSOCallerID(t *testing.T) {
+	st, ss := stEcho(t, ssmtest.Options{SessionIDPrefix: "jane@example.com", RequireSignedUpgrade: true,
+		ByeEvery: 200 * time.Millisecond, Seed: 3}, 256<<10)
+	if st.RefusedUpgrades != 0 || st.SignedUpgrades != int64(ss.Resumes)+1 || ss.Resumes == 0 {
+		t.Errorf("%d upgrades signed, %d refused, %d resumes", st.SignedUpgrades, st.RefusedUpgrades, ss.Resumes)
+	}
+}
+
 // TestSessionFaults: the session survives every emulator knob on its own
 // (§5, §8), in-process, 1 MiB each way. Each case checks that its fault
 // fired — on the emulator's side and in what the session saw — as well as

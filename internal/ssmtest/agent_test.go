@@ -297,6 +297,23 @@ func TestInstanceAddr(t *testing.T) {
 	}
 }
 
+// TestSessionIDPrefix: an SSO caller's SessionId carries their e-mail
+// address; the StreamUrl has its "@" percent-encoded, and the data channel
+// finds the session by the decoded path.
+func TestSessionIDPrefix(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), SessionIDPrefix: "jane@example.com"})
+	ss := startSession(t, s)
+	if !strings.HasPrefix(ss.id, "jane@example.com-") {
+		t.Fatalf("SessionId %q lacks the caller's name", ss.id)
+	}
+	if !strings.Contains(ss.streamURL, "/v1/data-channel/jane%40example.com-") {
+		t.Fatalf("StreamUrl %q does not carry the id percent-encoded", ss.streamURL)
+	}
+	c := dialRaw(t, ss, ss.firstToken)
+	c.expect(5*time.Second, "HandshakeRequest", isStream(protocol.PayloadHandshakeRequest))
+}
+
 // TestDataBeforeHandshakeComplete: stream data sent before the handshake
 // is acknowledged and thrown away (§5.3, §9.1 step 5).
 func TestDataBeforeHandshakeComplete(t *testing.T) {

@@ -87,6 +87,12 @@ type Options struct {
 	// (AWS_ENDPOINT_URL_SSMMESSAGES=Endpoint()); the Host header they send
 	// is accepted whatever it is. Default: the advertised address.
 	StreamURLHost string
+	// SessionIDPrefix is the caller name the service puts at the front of
+	// each SessionId (default "test"). An SSO user's is the role-session
+	// name, their e-mail address: "jane@example.com" gives ids whose "@"
+	// is percent-encoded in the StreamUrl and encoded once more in the
+	// upgrade's canonical request (§1.2, §2).
+	SessionIDPrefix string
 
 	// RequireSignedUpgrade refuses websocket upgrades without a valid SigV4
 	// signature for service ssmmessages (§2). Signed upgrades are always

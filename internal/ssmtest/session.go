@@ -7,6 +7,7 @@ package ssmtest
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"errors"
@@ -14,6 +15,7 @@ import (
 	"math/rand"
 	"net"
 	"net/url"
+	"strings"
 	"sync"
 	"time"
 
@@ -27,8 +29,9 @@ import (
 // emulated) or an agent older than the Port plugin (§9.3).
 const EndUnsupported = "unsupported"
 
-// callerName is the first part of every SessionId, where the real service
-// puts the caller's IAM user or role-session name (§1.2).
+// callerName is the first part of every SessionId unless
+// Options.SessionIDPrefix says otherwise: where the real service puts the
+// caller's IAM user or role-session name (§1.2).
 const callerName = "test"
 
 // Documents the agent knows how to turn into port-plugin properties (§1.7).
@@ -124,7 +127,7 @@ func (s *Server) newSession(inst Instance, document string, params map[string][]
 	}
 	var id string
 	for id == "" || s.sessions[id] != nil {
-		id = callerName + "-" + randomHex(s.rng, 17)
+		id = cmp.Or(s.opts.SessionIDPrefix, callerName) + "-" + randomHex(s.rng, 17)
 	}
 	cell := newCellLocked(s.rng)
 	now := time.Now()
@@ -219,8 +222,24 @@ func (s *Server) streamURL(id, cell string) string {
 	if host == "" {
 		host = s.advertise
 	}
-	return scheme + "://" + host + "/v1/data-channel/" + url.PathEscape(id) +
+	return scheme + "://" + host + "/v1/data-channel/" + escapeSessionID(id) +
 		"?role=publish_subscribe&cell-number=" + url.QueryEscape(cell)
+}
+
+// escapeSessionID percent-encodes every byte of id but the unreserved
+// ones: url.PathEscape would leave the "@" of an SSO caller's id as it is,
+// and the service's StreamUrls carry it encoded.
+func escapeSessionID(id string) string {
+	var b strings.Builder
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~", c) >= 0 {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
 }
 
 // newCellLocked returns a fresh cell-number: 16 random bytes, standard

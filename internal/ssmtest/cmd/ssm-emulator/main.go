@@ -52,6 +52,8 @@ Service:
                             ssmmessages.us-east-1.amazonaws.com; clients then
                             reach the data channel through
                             AWS_ENDPOINT_URL_SSMMESSAGES (printed below)
+  -session-id-prefix NAME   the caller name that starts each SessionId
+                            (default test); an SSO user's is an e-mail address
   -tls-ca-out FILE          serve HTTPS and wss with a throw-away CA, written
                             to FILE as PEM for AWS_CA_BUNDLE or SSL_CERT_FILE
   -tls-cert FILE            serve HTTPS and wss with this certificate (PEM) ...
@@ -274,6 +276,7 @@ func newFlagSet(cfg *config) *flag.FlagSet {
 	fs.StringVar(&cfg.listen, "listen", "127.0.0.1:0", "")
 	fs.StringVar(&o.AdvertiseAddr, "advertise", "", "")
 	fs.StringVar(&o.StreamURLHost, "stream-url-host", "", "")
+	fs.StringVar(&o.SessionIDPrefix, "session-id-prefix", "", "")
 	fs.StringVar(&cfg.tlsCAOut, "tls-ca-out", "", "")
 	fs.StringVar(&cfg.tlsCert, "tls-cert", "", "")
 	fs.StringVar(&cfg.tlsKey, "tls-key", "", "")
