@@ -250,10 +250,11 @@ func TestStreamHostRefused(t *testing.T) {
 // TestAdvancedTier: StartSession's refusal of an on-premises node on the
 // standard-instances tier gets its own hint.
 func TestAdvancedTier(t *testing.T) {
-	startEmulator(t, ssmtest.Options{})
-	endpoint, _ := fakeAPI(t, http.StatusBadRequest, "BadRequest", "Enable advanced-instances tier to use Session Manager with your on-premises instances")
-	t.Setenv("AWS_ENDPOINT_URL_SSM", endpoint)
+	emu := startEmulator(t, ssmtest.Options{Instances: []ssmtest.Instance{{ID: "mi-0123456789abcdef0", StandardTier: true}}})
 	code, stdout, stderr := runCLI(t, "", "mi-0123456789abcdef0", "22")
+	if st := emu.Stats(); st.SessionsStarted != 0 {
+		t.Errorf("%d sessions started on a standard-tier node", st.SessionsStarted)
+	}
 	checkFailure(t, code, stdout, stderr,
 		"SSM StartSession: BadRequest: Enable advanced-instances tier",
 		"ssm-proxy: hint: Session Manager reaches on-premises and other non-EC2 managed nodes (mi-…) only with the advanced-instances tier",

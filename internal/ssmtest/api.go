@@ -246,6 +246,9 @@ func (s *Server) apiStartSession(in *startSessionInput) (*sessionOutput, error) 
 	if !knownDocument(doc) {
 		return nil, newAPIError("InvalidDocument", "Document with name %s does not exist.", doc)
 	}
+	if known && inst.StandardTier && strings.HasPrefix(target, "mi-") {
+		return nil, newAPIError("BadRequest", "Enable advanced-instances tier to use Session Manager with your on-premises instances")
+	}
 	if !known || inst.PingStatus != pingOnline {
 		return nil, newAPIError("TargetNotConnected", "%s is not connected.", target)
 	}

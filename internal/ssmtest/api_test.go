@@ -82,7 +82,8 @@ func checkAPIError(t *testing.T, err error, code, msg string) {
 }
 
 func TestStartSessionErrors(t *testing.T) {
-	insts := append(DefaultInstances(), Instance{ID: "mi-0fffffffffffffff0", Denied: true, PingStatus: pingConnectionLost})
+	insts := append(DefaultInstances(), Instance{ID: "mi-0fffffffffffffff0", Denied: true, PingStatus: pingConnectionLost},
+		Instance{ID: "mi-0eeeeeeeeeeeeeee0", StandardTier: true})
 	srv := apiTestServer(t, Options{Instances: insts})
 	client := apiTestClient(srv)
 	long := strings.Repeat("x", 257)
@@ -102,6 +103,8 @@ func TestStartSessionErrors(t *testing.T) {
 				"arn:aws:ec2:us-east-1:123456789012:instance/i-0ddddddddddddddd5 because no identity-based policy allows the ssm:StartSession action"},
 		{"denied managed instance before offline", ssm.StartSessionInput{Target: aws.String("mi-0fffffffffffffff0")}, "AccessDeniedException",
 			"on resource: arn:aws:ssm:us-east-1:123456789012:managed-instance/mi-0fffffffffffffff0 because"},
+		{"on-premises node on the standard tier", ssm.StartSessionInput{Target: aws.String("mi-0eeeeeeeeeeeeeee0")}, "BadRequest",
+			"Enable advanced-instances tier to use Session Manager with your on-premises instances"},
 		{"unknown document", ssm.StartSessionInput{Target: aws.String("i-0123456789abcdef0"), DocumentName: aws.String("No-Such-Doc")},
 			"InvalidDocument", "Document with name No-Such-Doc does not exist."},
 		{"unknown document before offline target", ssm.StartSessionInput{Target: aws.String("i-0ccccccccccccccc4"), DocumentName: aws.String("No-Such-Doc")},

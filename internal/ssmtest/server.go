@@ -49,6 +49,10 @@ type Instance struct {
 	IPAddress    string            `json:"IPAddress,omitempty"`
 	// Denied makes StartSession on this target fail with AccessDeniedException.
 	Denied bool `json:"Denied,omitempty"`
+	// StandardTier makes an on-premises (mi-) node one of an account on
+	// the standard-instances tier: Session Manager refuses it, and
+	// StartSession fails with BadRequest (§15.4).
+	StandardTier bool `json:"StandardTier,omitempty"`
 	// Addr, if set, is where the agent dials for this instance instead of
 	// Options.TargetAddr or localhost:<portNumber>.
 	Addr string `json:"Addr,omitempty"`
