@@ -32,6 +32,9 @@ const (
 	AgentVersionTerminateFlag = "2.3.722.0"
 	// AgentVersionPort is the first agent with the Port plugin (SSH needs it).
 	AgentVersionPort = "2.3.672.0"
+	// AgentVersionReAck is the first agent that acknowledges a duplicate
+	// stream message again; earlier agents ignore it (§5.3, §9.3).
+	AgentVersionReAck = "3.2.1041.0"
 )
 
 // CompareAgentVersions orders versions the way the agent's

@@ -260,7 +260,11 @@ func (ss *session) streamLocked(m protocol.Message) {
 		ss.sendAckLocked(&m)
 	default:
 		ss.srv.add(func(st *Stats) { st.DuplicatesReceived++ })
-		ss.sendAckLocked(&m)
+		if protocol.CompareAgentVersions(ss.agentVersion, protocol.AgentVersionReAck) >= 0 {
+			ss.sendAckLocked(&m)
+		} else {
+			ss.srv.add(func(st *Stats) { st.DuplicatesIgnored++ })
+		}
 	}
 }
 

@@ -467,6 +467,32 @@ func TestDuplicateReack(t *testing.T) {
 	}
 }
 
+// TestDuplicateIgnoredByOldAgent: agents before 3.2.1041.0 do not
+// acknowledge a duplicate again (§5.3, §9.3); it is delivered once.
+func TestDuplicateIgnoredByOldAgent(t *testing.T) {
+	t.Parallel()
+	addr, received := recordServer(t)
+	s := startServer(t, Options{TargetAddr: addr, AgentVersion: "3.1.1446.0"})
+	ss := startSession(t, s)
+	c := dialRaw(t, ss, ss.firstToken)
+	c.handshakeReady()
+	m := clientStream(1, protocol.PayloadOutput, []byte("once"))
+	c.send(&m)
+	c.expect(5*time.Second, "ack", isAckOf(1))
+	c.send(&m)
+	c.sendStream(2, protocol.PayloadOutput, []byte("twice"))
+	ack := c.expect(5*time.Second, "an ack", func(m protocol.Message) bool { return isAckOf(1)(m) || isAckOf(2)(m) })
+	if !isAckOf(2)(ack) {
+		t.Fatal("the duplicate was acknowledged again")
+	}
+	if got := received(len("oncetwice"), 5*time.Second); string(got) != "oncetwice" {
+		t.Fatalf("target got %q", got)
+	}
+	if st := s.Stats(); st.DuplicatesReceived != 1 || st.DuplicatesIgnored != 1 || st.BytesUp != 9 {
+		t.Errorf("duplicates %d, ignored %d, BytesUp %d", st.DuplicatesReceived, st.DuplicatesIgnored, st.BytesUp)
+	}
+}
+
 // recordServer is a target that keeps what it reads. received waits for
 // n bytes.
 func recordServer(t *testing.T) (addr string, received func(n int, d time.Duration) []byte) {

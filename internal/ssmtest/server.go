@@ -237,7 +237,8 @@ type Stats struct {
 	BytesUp            int64 // stream payload bytes client → target (delivered once)
 	BytesDown          int64 // stream payload bytes target → client (first transmissions)
 	Retransmissions    int64 // agent stream frames sent again after the RTO
-	DuplicatesReceived int64 // client stream frames that arrived again (re-acked)
+	DuplicatesReceived int64 // client stream frames that arrived again (re-acked from agent 3.2.1041.0)
+	DuplicatesIgnored  int64 // of those, left unacknowledged by an older agent
 	SignedUpgrades     int64
 	UnsignedUpgrades   int64
 	RefusedUpgrades    int64 // HTTP 403: a bad or (RequireSignedUpgrade) missing signature
