@@ -68,6 +68,9 @@ func lookupProxyVar(names ...string) proxyVar {
 	for _, name := range names {
 		if v := os.Getenv(name); v != "" {
 			u, err := parseProxyURL(v)
+			if err != nil {
+				err = fmt.Errorf("%s: %w", name, err)
+			}
 			return proxyVar{name: name, url: u, err: err}
 		}
 	}
@@ -84,9 +87,28 @@ func parseProxyURL(s string) (*url.URL, error) {
 		}
 	}
 	if err != nil {
-		return nil, fmt.Errorf("invalid proxy address %q: %v", s, err)
+		// Neither s nor url.Parse's error (which quotes s, or the bad
+		// escape inside its password) is shown: only the address without
+		// its user information.
+		return nil, fmt.Errorf("the proxy address %s is not a valid URL: a user name or password in it must be percent-encoded (%% as %%25, @ as %%40, : as %%3A, / as %%2F)", withoutUserinfo(s))
 	}
 	return u, nil
+}
+
+// withoutUserinfo is a proxy address with anything before its last "@"
+// (after the scheme) replaced: the user name and password.
+func withoutUserinfo(s string) string {
+	scheme, rest, ok := strings.Cut(s, "://")
+	if !ok {
+		scheme, rest = "", s
+	}
+	if i := strings.LastIndex(rest, "@"); i >= 0 {
+		rest = "…@" + rest[i+1:]
+	}
+	if scheme != "" {
+		return scheme + "://" + rest
+	}
+	return rest
 }
 
 func parseNoProxy(entry string) (noProxyRule, bool) {

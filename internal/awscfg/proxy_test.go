@@ -407,3 +407,25 @@ func TestProbe(t *testing.T) {
 		t.Errorf("proxy CONNECTs %q", targets)
 	}
 }
+
+// TestProxyAddressErrorHidesPassword: a proxy variable that does not parse
+// (a password with a bare "%") is reported without its user information —
+// url.Parse's own error quotes the whole value — and with the fix.
+func TestProxyAddressErrorHidesPassword(t *testing.T) {
+	t.Setenv("HTTPS_PROXY", "http://alice:S3cr%t!pw@proxy.corp:3128")
+	v := lookupProxyVar("HTTPS_PROXY")
+	if v.err == nil {
+		t.Fatal("no error for a password with a bare %")
+	}
+	msg := v.err.Error()
+	for _, secret := range []string{"S3cr", "%t!", "alice"} {
+		if strings.Contains(msg, secret) {
+			t.Errorf("the error shows %q: %s", secret, msg)
+		}
+	}
+	for _, want := range []string{"HTTPS_PROXY", "proxy.corp:3128", "percent-encoded", "%25"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("the error lacks %q: %s", want, msg)
+		}
+	}
+}

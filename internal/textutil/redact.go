@@ -43,5 +43,11 @@ func Redact(s string) string {
 	for _, re := range secretPatterns() {
 		s = re.ReplaceAllString(s, "${1}"+Redacted)
 	}
-	return s
+	return userinfoPattern().ReplaceAllString(s, "${1}"+Redacted+"@")
 }
+
+// userinfoPattern finds the password of a URL's user information
+// ("http://user:PASSWORD@proxy:3128", a proxy variable quoted in an
+// error). The password may hold anything but blanks and "@"; a URL with
+// no "@" after the colon (a host and port) is not matched.
+var userinfoPattern = LazyRegexp(`(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@]*@`)

@@ -35,6 +35,7 @@ func TestRedact(t *testing.T) {
 		{"process output secret", `parse failed of process output: {"Version": 2, "AccessKeyId": "ASIAX", "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG", "SessionToken": "FwoGZXIvYXdz"}, error: version 2 not supported`, "wJalrXUtnFEMI"},
 		{"process output token", `{"SessionToken":"FwoGZXIvYXdzEJr","Expiration":"2026-12-02T00:00:00Z"}`, "FwoGZXIvYXdzEJr"},
 		{"sso cache", `{"accessToken": "aoaAAAAAGsecret", "refreshToken": "aorAAAAAGsecret"}`, "aoaAAAAAGsecret"},
+		{"url password", `proxyconnect tcp: dial http://alice:S3cr%t!pw@proxy.corp:3128: refused`, "S3cr%t!pw"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -46,6 +47,9 @@ func TestRedact(t *testing.T) {
 				t.Errorf("Redact did not mark what it removed:\n%s", got)
 			}
 		})
+	}
+	if got := Redact("dial http://proxy.corp:3128/x failed"); got != "dial http://proxy.corp:3128/x failed" {
+		t.Errorf("Redact changed a URL without a password: %s", got)
 	}
 	const plain = "ssm StartSession: TargetNotConnected: i-0123456789abcdef0 is not connected."
 	if got := Redact(plain); got != plain {
