@@ -312,6 +312,11 @@ func newSessionFactory(ctx context.Context, o options, log *slog.Logger, cfg aws
 // and po's resume, ping, credential, logging and network settings are
 // filled in from the command's where po leaves them zero.
 func (sf *sessionFactory) start(ctx context.Context, u *used, in proxy.StartInput, po proxy.Options) (*proxy.Session, error) {
+	// From here on a session may be open: a write to a closed stdout or
+	// stderr must be an error, not a SIGPIPE that kills the process
+	// before it ends the session (forward's and doctor's lines, a -v line
+	// before the ProxyCommand's piping starts).
+	catchSIGPIPE()
 	in.Target = u.id
 	if in.Reason == "" {
 		in.Reason = sf.o.reason

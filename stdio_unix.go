@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -14,7 +15,8 @@ import (
 // session handles (it ends and is terminated), instead of Go's default for
 // descriptor 1: death by SIGPIPE with the session left open. The signal is
 // caught, not ignored, so that children do not inherit an ignored SIGPIPE.
-func catchSIGPIPE() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) }
+// Once per process: forward starts a session per connection.
+var catchSIGPIPE = sync.OnceFunc(func() { signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE) })
 
 // pollableStdio hands ssh's pipes to Go's network poller. ssh gives its
 // ProxyCommand a pipe (or socket) on each of stdin and stdout, in blocking

@@ -8,6 +8,7 @@ package e2e
 // proxy/gateway_test.go.
 
 import (
+	"bufio"
 	"context"
 	"io"
 	"net"
@@ -248,6 +249,51 @@ func TestStdoutClosedEarly(t *testing.T) {
 	st := waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Active == 0 })
 	if st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
 		t.Errorf("session not terminated: %+v", st.Endings)
+	}
+}
+
+// TestStdoutClosedWhileSessionOpen: SIGPIPE cannot kill ssm-proxy while
+// it holds a session. doctor writes its report while its test session is
+// open; with the reader of its stdout gone after the session line, the
+// next line is written into a closed pipe — which used to kill the process
+// and leave the session open.
+func TestStdoutClosedWhileSessionOpen(t *testing.T) {
+	target := testenv.ServeTCP(t, func(c net.Conn) {
+		io.WriteString(c, "SSH-2.0-e2e\r\n")
+		io.Copy(io.Discard, c)
+	})
+	emu := startEmu(t, ssmtest.Options{TargetAddr: target})
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(proxyBin, "doctor", instance)
+	cmd.Env = noProxyEnv(t, emu.Endpoint())
+	cmd.Stdout = w
+	var stderr syncBuffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	lines := bufio.NewScanner(r)
+	for lines.Scan() && !strings.Contains(lines.Text(), "session: started") {
+	}
+	r.Close() // the reader goes away with the session open
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("doctor kept running after its stdout closed:\n%s", stderr.String())
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("ssm-proxy died of %v", ws.Signal())
+	}
+	st := waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Active == 0 })
+	if st.SessionsStarted != 1 || st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
+		t.Errorf("started %d, endings %v: want the one session terminated", st.SessionsStarted, st.Endings)
 	}
 }
 
