@@ -248,6 +248,9 @@ func (c *cli) shareServe(ctx context.Context, args []string) int {
 	if status == nil {
 		return c.usageError(errors.New("fd 3 (start-up stderr) is not open"))
 	}
+	// Not for children (a credential_process): the client reads fd 3 to
+	// its end, which one of theirs still holding it would postpone.
+	syscall.CloseOnExec(3)
 	catchSIGPIPE()
 	sw := &switchWriter{w: status}
 	later := c.stderr

@@ -21,7 +21,8 @@ import (
 
 // rotatingProfile writes an AWS config whose profile "rotating" gets
 // short-lived credentials from a credential_process that counts its calls
-// and records its stdin (in counter+".stdin") and, once failAfter calls
+// and records its stdin (in counter+".stdin") and its descriptor 3 if one
+// is open (counter+".fd3") and, once failAfter calls
 // were made (0: never), fails the way an expired SSO login does. It returns
 // the environment for ssh and the counter file.
 func rotatingProfile(t *testing.T, h *harness, failAfter int) (env []string, counter string) {
@@ -33,6 +34,7 @@ func rotatingProfile(t *testing.T, h *harness, failAfter int) (env []string, cou
 n=$(( $(cat %[1]q 2>/dev/null || echo 0) + 1 ))
 echo $n > %[1]q
 readlink /proc/self/fd/0 >> %[1]q.stdin
+readlink /proc/self/fd/3 >> %[1]q.fd3 2>/dev/null
 if [ %[2]d -gt 0 ] && [ $n -gt %[2]d ]; then
 	echo "the SSO session associated with this profile has expired" >&2
 	exit 1

@@ -301,3 +301,25 @@ func TestShareStaleSocket(t *testing.T) {
 	}
 	h.checkEnded(2)
 }
+
+// TestShareCredentialProcessFds: the shared process's descriptor 3 (its
+// start-up stderr, which the starting client reads to its end) is not
+// inherited by a credential_process — one that left a child running would
+// otherwise hold the client's start-up until that child exited, up to the
+// 90 s start limit, and then the client gave up on a healthy session.
+func TestShareCredentialProcessFds(t *testing.T) {
+	h, dir := shareHarnessWith(t, ssmtest.Options{}, harnessOptions{proxyFlags: []string{"--share", "2s", "--profile", "rotating"}})
+	stopShared(t, dir)
+	env, counter := rotatingProfile(t, h, 0)
+	c := h.ssh(testCtx(t, time.Minute), instance, "echo ok")
+	c.Env = env
+	if out := run(t, c); out != "ok\n" {
+		t.Fatalf("stdout %q", out)
+	}
+	if n := calls(t, counter); n < 1 {
+		t.Fatal("the credential_process never ran")
+	}
+	if fd3, err := os.ReadFile(counter + ".fd3"); err == nil && len(bytes.TrimSpace(fd3)) > 0 {
+		t.Errorf("the credential_process inherited descriptor 3: %s", fd3)
+	}
+}
