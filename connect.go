@@ -90,10 +90,15 @@ func (c *cli) parseProxy(args []string) (p proxyArgs, code int, ok bool) {
 	return p, 0, true
 }
 
+// minShare is the shortest --share.
+const minShare = time.Second
+
 // checkShare refuses what --share cannot go with.
 func checkShare(fs *flag.FlagSet, d time.Duration) (err error) {
-	if d < 0 {
-		return fmt.Errorf("--share %s: want how long to keep the shared session after its last connection, e.g. 60s", d)
+	if d < minShare {
+		// Shorter, the shared process could idle out before the
+		// connection it was started for arrives.
+		return fmt.Errorf("--share %s: want how long to keep the shared session after its last connection, at least %s, e.g. 60s", d, minShare)
 	}
 	fs.Visit(func(f *flag.Flag) {
 		switch f.Name {

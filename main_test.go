@@ -166,6 +166,7 @@ func TestUsageErrors(t *testing.T) {
 		{"share with document", []string{"--share", "60s", "--document", "AWS-StartSSHSession", "i-0123456789abcdef0", "22"}, []string{"--document cannot go with --share"}},
 		{"fdpass without share", []string{"--fdpass", "i-0123456789abcdef0", "22"}, []string{"--fdpass goes with --share"}},
 		{"share negative", []string{"--share", "-1s", "i-0123456789abcdef0", "22"}, []string{"--share -1s: want how long"}},
+		{"share too short", []string{"--share", "1ns", "i-0123456789abcdef0", "22"}, []string{"--share 1ns: want how long", "at least 1s"}},
 		{"to without port", []string{"--to", "db", "bastion"}, []string{`--to "db": want HOST:PORT`}},
 		{"to with two targets", []string{"--to", "db:22", "bastion", "22"}, []string{"--to HOST:PORT wants one TARGET"}},
 		{"forward bad spec", []string{"forward", "bastion", "5432"}, []string{`forward "5432": want [BIND:]LOCALPORT:[HOST:]PORT`}},

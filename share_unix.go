@@ -228,7 +228,12 @@ func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, 
 	}
 	select {
 	case <-exited:
-		return nil, shareStatus(cmd.ProcessState.ExitCode())
+		if code := cmd.ProcessState.ExitCode(); code > 0 {
+			return nil, shareStatus(code) // it has said why
+		}
+		// Killed by a signal (exit code -1), or ended without error
+		// before it listened: nothing was printed.
+		return nil, fmt.Errorf("the shared session ended (%s) before it listened on %s (its log: %s.log)", cmd.ProcessState, sock, sock)
 	case <-time.After(10 * time.Second):
 		cmd.Process.Signal(syscall.SIGTERM)
 		return nil, fmt.Errorf("the shared session closed its diagnostics but does not listen on %s", sock)

@@ -141,8 +141,8 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 		return nil, errors.New("ssh-config: --multiplex: OpenSSH for Windows has no connection sharing (ControlMaster)")
 	}
 	switch {
-	case o.share < 0:
-		return nil, fmt.Errorf("ssh-config: --share %s: want how long to keep a shared session after its last connection, e.g. 60s", o.share)
+	case o.share < 0 || o.share > 0 && o.share < minShare:
+		return nil, fmt.Errorf("ssh-config: --share %s: want how long to keep a shared session after its last connection, at least %s, e.g. 60s", o.share, minShare)
 	case o.share > 0 && o.pushKey.set:
 		return nil, errors.New("ssh-config: --share cannot go with --push-key yet: each connection needs its own key pushed")
 	case o.share > 0 && runtime.GOOS == "windows":

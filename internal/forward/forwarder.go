@@ -118,6 +118,7 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		}()
 	}
 	cancel(nil)
+	f.Listener.Close() // now, not when the goroutine above gets to it
 	f.mu.Lock()
 	if f.idle != nil {
 		f.idle.Stop()
