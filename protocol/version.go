@@ -28,8 +28,11 @@ const (
 	AgentVersionKeepAliveOff      = "3.1.1446.0"
 	AgentVersionKeepAliveBack     = "3.1.1476.0"
 	AgentVersionKeepAliveByClient = "3.1.1575.0"
-	// AgentVersionTerminateFlag: agents above it honour FlagTerminateSession.
-	AgentVersionTerminateFlag = "2.3.722.0"
+	// AgentVersionTerminateFlag: the official client sends
+	// FlagTerminateSession to agents above it; agents honour the flag from
+	// AgentVersionTerminateHonoured on (§9.3), earlier ones ignore it.
+	AgentVersionTerminateFlag     = "2.3.722.0"
+	AgentVersionTerminateHonoured = "2.3.756.0"
 	// AgentVersionPort is the first agent with the Port plugin (SSH needs it).
 	AgentVersionPort = "2.3.672.0"
 	// AgentVersionReAck is the first agent that acknowledges a duplicate

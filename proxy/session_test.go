@@ -207,6 +207,16 @@ func TestSessionEcho(t *testing.T) {
 	}
 }
 
+// TestSessionEchoOldAgent: an agent before 2.3.756.0 ignores the
+// TerminateSession flag; the TerminateSession call that always follows it
+// ends the session.
+func TestSessionEchoOldAgent(t *testing.T) {
+	st, _ := stEcho(t, ssmtest.Options{AgentVersion: "2.3.740.0"}, 64<<10)
+	if st.TerminatedByAPI != 1 || st.Endings[ssmtest.EndTerminateFlag] != 0 {
+		t.Errorf("terminated by API %d, endings %v: want the API call to end it", st.TerminatedByAPI, st.Endings)
+	}
+}
+
 // TestSessionSSOCallerID: the SessionId of an SSO caller contains "@",
 // which the upgrade's canonical path encodes twice (§2): every signed
 // upgrade, first and resumed, is accepted.

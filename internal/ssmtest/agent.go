@@ -342,6 +342,11 @@ func (ss *session) processLocked(m protocol.Message) bool {
 		ss.srv.logf("ssmtest: session %s: flag %s", ss.id, f)
 		switch f {
 		case protocol.FlagTerminateSession:
+			if protocol.CompareAgentVersions(ss.agentVersion, protocol.AgentVersionTerminateHonoured) < 0 {
+				// Agents before 2.3.756.0 ignore it (§9.3): only
+				// TerminateSession ends the session.
+				break
+			}
 			ss.finishLocked(EndTerminateFlag, "")
 		case protocol.FlagDisconnectToPort:
 			if a.mux != nil {

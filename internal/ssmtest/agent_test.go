@@ -655,6 +655,23 @@ func TestTerminateFlag(t *testing.T) {
 	checkEnded(t, s, EndTerminateFlag, 1)
 }
 
+// TestTerminateFlagOldAgent: agents before 2.3.756.0 ignore the
+// TerminateSession flag (§9.3); the session goes on until the API ends it.
+func TestTerminateFlagOldAgent(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, Options{TargetAddr: echoServer(t), AgentVersion: "2.3.740.0"})
+	ss := startSession(t, s)
+	c := connect(t, ss, false)
+	c.sendFlag(protocol.FlagTerminateSession)
+	c.write([]byte("still here"))
+	if got := c.read(len("still here"), 5*time.Second); string(got) != "still here" {
+		t.Fatalf("echo %q after the flag", got)
+	}
+	if st := s.Stats(); st.Active != 1 || st.Endings[EndTerminateFlag] != 0 {
+		t.Fatalf("active %d, endings %v: the old agent obeyed the flag", st.Active, st.Endings)
+	}
+}
+
 // TestDisconnectFlag: DisconnectToPort ends an SSH session (§7.2).
 func TestDisconnectFlag(t *testing.T) {
 	t.Parallel()
