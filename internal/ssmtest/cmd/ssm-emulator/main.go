@@ -157,6 +157,8 @@ Inventory: a JSON array of instances, or {"Instances": [...]}. Fields:
   PlatformType      Linux (default), Windows or MacOS
   IPAddress         reported by DescribeInstanceInformation
   Denied            true: StartSession on it fails with AccessDeniedException
+  StandardTier      true, for an mi- node: the account is on the standard
+                    tier, StartSession fails with BadRequest
   Addr              host:port this instance's sessions dial, over
                     -target-addr
 Unknown fields are errors.
