@@ -230,17 +230,7 @@ func TestStdoutClosedEarly(t *testing.T) {
 		t.Fatal(err)
 	}
 	r.Close() // the reader goes away mid-stream
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(20 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("ssm-proxy kept running after its stdout closed:\n%s", stderr.String())
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		t.Fatalf("ssm-proxy died of %v", ws.Signal())
-	}
+	waitNotSignaled(t, cmd, 20*time.Second, &stderr)
 	// Output was lost: not exit 0, and one line that says so.
 	if code := cmd.ProcessState.ExitCode(); code != 1 || strings.Count(stderr.String(), "ssm-proxy: error:") != 1 ||
 		!strings.Contains(stderr.String(), "stdout was closed while the session's output was still arriving") {
@@ -249,6 +239,25 @@ func TestStdoutClosedEarly(t *testing.T) {
 	st := waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Active == 0 })
 	if st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
 		t.Errorf("session not terminated: %+v", st.Endings)
+	}
+}
+
+// waitNotSignaled waits for cmd, ours, whose stdout reader has just gone
+// away: it must exit by itself within timeout (else it is killed, by its
+// PID) and not by a signal such as SIGPIPE.
+func waitNotSignaled(t *testing.T, cmd *exec.Cmd, timeout time.Duration, stderr *syncBuffer) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(timeout):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("ssm-proxy kept running after its stdout closed:\n%s", stderr.String())
+	}
+	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+		t.Fatalf("ssm-proxy died of %v", ws.Signal())
 	}
 }
 
@@ -280,17 +289,7 @@ func TestStdoutClosedWhileSessionOpen(t *testing.T) {
 	for lines.Scan() && !strings.Contains(lines.Text(), "session: started") {
 	}
 	r.Close() // the reader goes away with the session open
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		t.Fatalf("doctor kept running after its stdout closed:\n%s", stderr.String())
-	}
-	if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
-		t.Fatalf("ssm-proxy died of %v", ws.Signal())
-	}
+	waitNotSignaled(t, cmd, 30*time.Second, &stderr)
 	st := waitStats(t, emu, func(st ssmtest.Stats) bool { return st.Active == 0 })
 	if st.SessionsStarted != 1 || st.TerminatedByAPI+st.Endings[ssmtest.EndTerminateFlag] != 1 {
 		t.Errorf("started %d, endings %v: want the one session terminated", st.SessionsStarted, st.Endings)

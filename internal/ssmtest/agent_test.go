@@ -327,17 +327,24 @@ func TestDataBeforeHandshakeComplete(t *testing.T) {
 	junk := c.sendStream(0, protocol.PayloadOutput, []byte("junk"))
 	c.expect(5*time.Second, "ack of early data", isAckOf(junk.SequenceNumber))
 	c.sendStream(1, protocol.PayloadHandshakeResponse, handshakeResponse(req, protocol.ActionSuccess, ""))
+	echoAfterComplete(t, c, ss, "real")
+	if st := s.Stats(); st.BytesUp != 4 {
+		t.Errorf("BytesUp %d", st.BytesUp)
+	}
+}
+
+// echoAfterComplete takes the HandshakeComplete, waits for the agent's
+// target, sends data as seq 2 and checks that the echo target's first
+// output is exactly that: anything sent earlier was discarded.
+func echoAfterComplete(t *testing.T, c *rawConn, ss *session, data string) {
+	t.Helper()
 	hc := c.expect(5*time.Second, "HandshakeComplete", isStream(protocol.PayloadHandshakeComplete))
 	c.ack(hc)
 	waitReady(t, ss)
-	c.sendStream(2, protocol.PayloadOutput, []byte("real"))
+	c.sendStream(2, protocol.PayloadOutput, []byte(data))
 	c.expect(5*time.Second, "ack", isAckOf(2))
-	out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput))
-	if string(out.Payload) != "real" {
-		t.Fatalf("target saw %q", out.Payload)
-	}
-	if st := s.Stats(); st.BytesUp != 4 {
-		t.Errorf("BytesUp %d", st.BytesUp)
+	if out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput)); string(out.Payload) != data {
+		t.Fatalf("target saw %q, want only %q, sent after HandshakeComplete", out.Payload, data)
 	}
 }
 
@@ -358,15 +365,7 @@ func TestDataBeforeHandshakeCompleteSent(t *testing.T) {
 	c.expect(5*time.Second, "ack of the HandshakeResponse", isAckOf(0))
 	early := c.sendStream(1, protocol.PayloadOutput, []byte("early"))
 	c.expect(5*time.Second, "ack of the early data", isAckOf(early.SequenceNumber))
-	hc := c.expect(5*time.Second, "HandshakeComplete", isStream(protocol.PayloadHandshakeComplete))
-	c.ack(hc)
-	waitReady(t, ss)
-	c.sendStream(2, protocol.PayloadOutput, []byte("late"))
-	c.expect(5*time.Second, "ack", isAckOf(2))
-	out := c.expect(5*time.Second, "echo", isStream(protocol.PayloadOutput))
-	if string(out.Payload) != "late" {
-		t.Fatalf("target saw %q, want only the data sent after HandshakeComplete", out.Payload)
-	}
+	echoAfterComplete(t, c, ss, "late")
 	if st := s.Stats(); st.BytesUp != 4 || st.EarlyDataDiscarded != 1 || st.DelayedCompletes != 1 {
 		t.Errorf("BytesUp %d, EarlyDataDiscarded %d, DelayedCompletes %d; want 4, 1, 1", st.BytesUp, st.EarlyDataDiscarded, st.DelayedCompletes)
 	}
@@ -443,53 +442,41 @@ func TestEcho(t *testing.T) {
 	}
 }
 
-// TestDuplicateReack: a duplicate is acknowledged again but delivered once
-// (§5.3).
+// TestDuplicateReack: a duplicate is delivered once and acknowledged
+// again — by agents from 3.2.1041.0; older ones ignore it (§5.3, §9.3).
 func TestDuplicateReack(t *testing.T) {
 	t.Parallel()
-	addr, received := recordServer(t)
-	s := startServer(t, Options{TargetAddr: addr})
-	ss := startSession(t, s)
-	c := dialRaw(t, ss, ss.firstToken)
-	c.handshakeReady()
-	m := clientStream(1, protocol.PayloadOutput, []byte("once"))
-	c.send(&m)
-	c.expect(5*time.Second, "ack", isAckOf(1))
-	c.send(&m)
-	c.expect(5*time.Second, "re-ack", isAckOf(1))
-	c.sendStream(2, protocol.PayloadOutput, []byte("twice"))
-	c.expect(5*time.Second, "ack", isAckOf(2))
-	if got := received(len("oncetwice"), 5*time.Second); string(got) != "oncetwice" {
-		t.Fatalf("target got %q", got)
-	}
-	if st := s.Stats(); st.DuplicatesReceived != 1 || st.BytesUp != 9 {
-		t.Errorf("duplicates %d BytesUp %d", st.DuplicatesReceived, st.BytesUp)
-	}
-}
-
-// TestDuplicateIgnoredByOldAgent: agents before 3.2.1041.0 do not
-// acknowledge a duplicate again (§5.3, §9.3); it is delivered once.
-func TestDuplicateIgnoredByOldAgent(t *testing.T) {
-	t.Parallel()
-	addr, received := recordServer(t)
-	s := startServer(t, Options{TargetAddr: addr, AgentVersion: "3.1.1446.0"})
-	ss := startSession(t, s)
-	c := dialRaw(t, ss, ss.firstToken)
-	c.handshakeReady()
-	m := clientStream(1, protocol.PayloadOutput, []byte("once"))
-	c.send(&m)
-	c.expect(5*time.Second, "ack", isAckOf(1))
-	c.send(&m)
-	c.sendStream(2, protocol.PayloadOutput, []byte("twice"))
-	ack := c.expect(5*time.Second, "an ack", func(m protocol.Message) bool { return isAckOf(1)(m) || isAckOf(2)(m) })
-	if !isAckOf(2)(ack) {
-		t.Fatal("the duplicate was acknowledged again")
-	}
-	if got := received(len("oncetwice"), 5*time.Second); string(got) != "oncetwice" {
-		t.Fatalf("target got %q", got)
-	}
-	if st := s.Stats(); st.DuplicatesReceived != 1 || st.DuplicatesIgnored != 1 || st.BytesUp != 9 {
-		t.Errorf("duplicates %d, ignored %d, BytesUp %d", st.DuplicatesReceived, st.DuplicatesIgnored, st.BytesUp)
+	for _, c := range []struct {
+		version string
+		reack   bool
+	}{{DefaultAgentVersion, true}, {"3.1.1446.0", false}} {
+		t.Run(c.version, func(t *testing.T) {
+			t.Parallel()
+			addr, received := recordServer(t)
+			s := startServer(t, Options{TargetAddr: addr, AgentVersion: c.version})
+			ss := startSession(t, s)
+			rc := dialRaw(t, ss, ss.firstToken)
+			rc.handshakeReady()
+			m := clientStream(1, protocol.PayloadOutput, []byte("once"))
+			rc.send(&m)
+			rc.expect(5*time.Second, "ack", isAckOf(1))
+			rc.send(&m)
+			rc.sendStream(2, protocol.PayloadOutput, []byte("twice"))
+			ack := rc.expect(5*time.Second, "an ack", func(m protocol.Message) bool { return isAckOf(1)(m) || isAckOf(2)(m) })
+			if isAckOf(1)(ack) != c.reack {
+				t.Fatalf("duplicate acknowledged again: %v, want %v", isAckOf(1)(ack), c.reack)
+			}
+			if got := received(len("oncetwice"), 5*time.Second); string(got) != "oncetwice" {
+				t.Fatalf("target got %q", got)
+			}
+			ignored := int64(1)
+			if c.reack {
+				ignored = 0
+			}
+			if st := s.Stats(); st.DuplicatesReceived != 1 || st.DuplicatesIgnored != ignored || st.BytesUp != 9 {
+				t.Errorf("duplicates %d, ignored %d, BytesUp %d", st.DuplicatesReceived, st.DuplicatesIgnored, st.BytesUp)
+			}
+		})
 	}
 }
 
