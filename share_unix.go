@@ -62,7 +62,8 @@ func (c *cli) proxyShared(ctx context.Context, o options, args []string, log *sl
 	sock := share.Socket(dir, shareKey(exe, args)...)
 	conn, err := dialShared(sock)
 	if err != nil {
-		if conn, err = c.startShared(ctx, exe, sock, args, log); err != nil {
+		warm := func(ctx context.Context) error { return c.warmMFA(ctx, o, log) }
+		if conn, err = c.startShared(ctx, exe, sock, args, warm, log); err != nil {
 			var st shareStatus
 			if errors.As(err, &st) {
 				return int(st) // the shared process has said why
@@ -140,6 +141,22 @@ func passConn(out *os.File, conn *net.UnixConn) error {
 	return nil
 }
 
+// warmMFA resolves the credentials here, before the shared process starts,
+// when the profile assumes a role with MFA: that process has no terminal
+// to ask for the code on, and finds the role's credentials in the cache
+// this fills. Other configurations are left to the shared process, which
+// reports their failures as a ProxyCommand would.
+func (c *cli) warmMFA(ctx context.Context, o options, log *slog.Logger) error {
+	u := &used{}
+	cfg, err := c.loadAWS(ctx, o, u, log)
+	if err != nil || u.aws.MFASerial == "" || cfg.Credentials == nil {
+		return nil
+	}
+	log.Debug("asking for the MFA code before the shared session starts", "profile", u.aws.Profile)
+	_, err = cfg.Credentials.Retrieve(ctx)
+	return err
+}
+
 // shareStatus is the exit status of a shared process that failed to start;
 // it has printed why on the waiting client's stderr.
 type shareStatus int
@@ -175,7 +192,7 @@ func dialShared(sock string) (*net.UnixConn, error) {
 // another has started it meanwhile) and connects to it. The process's
 // start-up diagnostics come to this process's stderr, so that a failure
 // reads as it would without --share; its later ones go to sock.log.
-func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, log *slog.Logger) (*net.UnixConn, error) {
+func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, warm func(context.Context) error, log *slog.Logger) (*net.UnixConn, error) {
 	ctx, cancel := context.WithTimeout(ctx, shareStartTimeout)
 	defer cancel()
 	unlock, err := share.Lock(ctx, sock)
@@ -185,6 +202,9 @@ func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, 
 	defer unlock()
 	if conn, err := dialShared(sock); err == nil {
 		return conn, nil // started by another while this one waited
+	}
+	if err := warm(ctx); err != nil {
+		return nil, err
 	}
 	os.Remove(sock) // a stale socket: its process has gone
 	logf, err := os.OpenFile(sock+".log", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)

@@ -47,18 +47,10 @@ func openPTY(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
-// TestMFAOnTerminal is the ProxyCommand's life with an MFA role: ssh runs
-// ssm-proxy with stdin and stdout as pipes and the user's terminal as its
-// controlling terminal. The code is asked for and read there, never on
-// stdin/stdout. The next connection, even without a terminal, uses the
-// cached role credentials; without them and without a terminal the error
-// says what to do.
-func TestMFAOnTerminal(t *testing.T) {
-	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: bannerTarget(t)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer emu.Close()
+// mfaSetup is an AWS configuration whose profile "mfa" assumes a role with
+// MFA, against emu; cache is where role credentials are kept.
+func mfaSetup(t *testing.T, emu *ssmtest.Server) (env []string, cache string) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := filepath.Join(dir, "aws_config")
 	os.WriteFile(cfg, []byte(fmt.Sprintf(`[profile base]
@@ -70,36 +62,40 @@ source_profile = base
 mfa_serial = arn:aws:iam::123456789012:mfa/alice
 region = us-east-1
 `, ssmtest.AccessKeyID, ssmtest.SecretAccessKey)), 0o600)
-	cache := filepath.Join(dir, "cache")
-	env := append(ssmtest.ClientEnv(t, emu.Endpoint()), "AWS_CONFIG_FILE="+cfg, "AWS_ENDPOINT_URL_STS="+emu.Endpoint(),
+	cache = filepath.Join(dir, "cache")
+	env = append(ssmtest.ClientEnv(t, emu.Endpoint()), "AWS_CONFIG_FILE="+cfg, "AWS_ENDPOINT_URL_STS="+emu.Endpoint(),
 		"AWS_ACCESS_KEY_ID=", "AWS_SECRET_ACCESS_KEY=", "XDG_CACHE_HOME="+cache, "HOME="+dir)
+	return env, cache
+}
 
-	// start runs ssm-proxy as ssh would; with tty it is the controlling
-	// terminal, else the process has none.
-	start := func(tty *os.File) (*exec.Cmd, *syncBuffer, *syncBuffer) {
-		cmd := exec.CommandContext(testCtx(t, time.Minute), proxyBin, "--profile", "mfa", instance, "22")
-		cmd.Env = env
-		stdout, stderr := &syncBuffer{}, &syncBuffer{}
-		cmd.Stdout, cmd.Stderr = stdout, stderr
-		stdin, err := cmd.StdinPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { stdin.Close() })
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
-		if tty != nil {
-			cmd.ExtraFiles = []*os.File{tty}
-			cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 3
-		}
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		return cmd, stdout, stderr
+// startAsSSH runs ssm-proxy with args as ssh would: stdin and stdout
+// pipes, and tty as the controlling terminal (none if nil).
+func startAsSSH(t *testing.T, env []string, tty *os.File, args ...string) (*exec.Cmd, *syncBuffer, *syncBuffer) {
+	t.Helper()
+	cmd := exec.CommandContext(testCtx(t, time.Minute), proxyBin, args...)
+	cmd.Env = env
+	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { stdin.Close() })
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if tty != nil {
+		cmd.ExtraFiles = []*os.File{tty}
+		cmd.SysProcAttr.Setctty, cmd.SysProcAttr.Ctty = true, 3
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return cmd, stdout, stderr
+}
 
-	master, slave := openPTY(t)
-	cmd, stdout, stderr := start(slave)
-	slave.Close() // the child has it
+// answerMFA waits for the MFA prompt on master, the terminal of cmd, and
+// types the emulator's code.
+func answerMFA(t *testing.T, master *os.File, cmd *exec.Cmd, stderr *syncBuffer) {
+	t.Helper()
 	var screen syncBuffer
 	go func() {
 		buf := make([]byte, 1024)
@@ -121,6 +117,29 @@ region = us-east-1
 		time.Sleep(20 * time.Millisecond)
 	}
 	master.Write([]byte(ssmtest.MFATokenCode + "\n"))
+}
+
+// TestMFAOnTerminal is the ProxyCommand's life with an MFA role: ssh runs
+// ssm-proxy with stdin and stdout as pipes and the user's terminal as its
+// controlling terminal. The code is asked for and read there, never on
+// stdin/stdout. The next connection, even without a terminal, uses the
+// cached role credentials; without them and without a terminal the error
+// says what to do.
+func TestMFAOnTerminal(t *testing.T) {
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: bannerTarget(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	env, cache := mfaSetup(t, emu)
+	start := func(tty *os.File) (*exec.Cmd, *syncBuffer, *syncBuffer) {
+		return startAsSSH(t, env, tty, "--profile", "mfa", instance, "22")
+	}
+
+	master, slave := openPTY(t)
+	cmd, stdout, stderr := start(slave)
+	slave.Close() // the child has it
+	answerMFA(t, master, cmd, stderr)
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("%v; stderr:\n%s", err, stderr.String())
 	}
@@ -163,5 +182,37 @@ region = us-east-1
 	}
 	if emu.Stats().SessionsStarted != before {
 		t.Error("a session was started without credentials")
+	}
+}
+
+// TestMFAOnTerminalShare: with --share the session is kept by a background
+// process that has no terminal; the code is asked for on the terminal of
+// the ssm-proxy that starts it, before it does, and the shared process
+// uses the role credentials that fetched.
+func TestMFAOnTerminalShare(t *testing.T) {
+	emu, err := ssmtest.Start(ssmtest.Options{TargetAddr: bannerTarget(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer emu.Close()
+	env, _ := mfaSetup(t, emu)
+	run := filepath.Join(t.TempDir(), "run")
+	if err := os.Mkdir(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	env = append(env, "XDG_RUNTIME_DIR="+run)
+	stopShared(t, filepath.Join(run, "ssm-proxy"))
+	master, slave := openPTY(t)
+	cmd, stdout, stderr := startAsSSH(t, env, slave, "--share", "2s", "--profile", "mfa", instance, "22")
+	slave.Close()
+	answerMFA(t, master, cmd, stderr)
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("%v; stderr:\n%s", err, stderr.String())
+	}
+	if stdout.String() != "SSH-2.0-e2e\r\n" {
+		t.Errorf("stdout %q, stderr:\n%s", stdout.String(), stderr.String())
+	}
+	if st := emu.Stats(); st.SessionsStarted != 1 {
+		t.Errorf("%d sessions started, want the shared one", st.SessionsStarted)
 	}
 }
