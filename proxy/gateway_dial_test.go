@@ -9,7 +9,6 @@ import (
 	"crypto/tls"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -168,72 +167,4 @@ func TestGatewayHandshakeTimeout(t *testing.T) {
 			t.Errorf("err %v, want a normal end", err)
 		}
 	})
-}
-
-// TestGatewayOldAgentDuplicates: an agent before 3.2.1041.0 ignores a
-// message it already has. After a resume, a resent message left
-// unacknowledged while a message new on the link is acknowledged is taken
-// as delivered — but only once the agent has sent data: before that, its
-// silence can mean "not ready" (§5.3), and the message is resent until
-// acknowledged.
-func TestGatewayOldAgentDuplicates(t *testing.T) {
-	const oldAgent = "3.1.1446.0"
-	for _, sawData := range []bool{false, true} {
-		t.Run(fmt.Sprintf("agent data %v", sawData), func(t *testing.T) {
-			g := newGateway(t)
-			sess, stdin, _, done := g.start(proxy.Options{})
-			c := g.accept()
-			c.handshakeAs(oldAgent)
-			if sawData {
-				c.stream(protocol.PayloadOutput, []byte("banner"))
-				c.recv(isAckOf(c.seq - 1))
-			}
-			stdin.Write([]byte("a"))
-			a := c.recv(isStream(protocol.PayloadOutput)) // seq 1: its ack is "lost"
-			c.ws.Close()
-			c2 := g.resumed(c)
-			if m := c2.recv(isStream(protocol.PayloadOutput)); m.SequenceNumber != a.SequenceNumber {
-				t.Fatalf("resent seq %d, want %d", m.SequenceNumber, a.SequenceNumber)
-			}
-			if !sawData {
-				// New input is acknowledged (buffered); seq 1 is still
-				// owed, and still resent.
-				stdin.Write([]byte("b"))
-				b := c2.recv(func(m *protocol.Message) bool {
-					return isStream(protocol.PayloadOutput)(m) && m.SequenceNumber != a.SequenceNumber
-				})
-				c2.ack(b)
-				again := c2.recv(isStream(protocol.PayloadOutput))
-				if again.SequenceNumber != a.SequenceNumber {
-					t.Fatalf("got seq %d, want seq %d resent", again.SequenceNumber, a.SequenceNumber)
-				}
-				c2.ack(again)
-				stdin.Close()
-				if err := waitDone(t, done); err != nil {
-					t.Fatal(err)
-				}
-				if p := sess.Stats().Presumed; p != 0 {
-					t.Errorf("%d messages presumed delivered before the agent sent data", p)
-				}
-				return
-			}
-			// The agent has it: nothing acknowledges seq 1 again. With no
-			// more input the client probes with an empty message; its ack
-			// settles seq 1 and the session drains.
-			stdin.Close()
-			probe := c2.recv(func(m *protocol.Message) bool {
-				return isStream(protocol.PayloadOutput)(m) && m.SequenceNumber != a.SequenceNumber
-			})
-			if len(probe.Payload) != 0 {
-				t.Fatalf("probe carries %q, want no bytes", probe.Payload)
-			}
-			c2.ack(probe)
-			if err := waitDone(t, done); err != nil {
-				t.Fatal(err)
-			}
-			if p := sess.Stats().Presumed; p != 1 {
-				t.Errorf("%d messages presumed delivered, want 1", p)
-			}
-		})
-	}
 }

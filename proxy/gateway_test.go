@@ -294,14 +294,8 @@ func (c *gwConn) control(typ protocol.MessageType, payload []byte) {
 // handshake plays the agent's handshake (§6.2) for a plain port session.
 func (c *gwConn) handshake() {
 	c.t.Helper()
-	c.handshakeAs(ssmtest.DefaultAgentVersion)
-}
-
-// handshakeAs is handshake by an agent of version.
-func (c *gwConn) handshakeAs(version string) {
-	c.t.Helper()
 	req, _ := json.Marshal(protocol.HandshakeRequest{
-		AgentVersion: version,
+		AgentVersion: ssmtest.DefaultAgentVersion,
 		RequestedClientActions: []protocol.RequestedClientAction{{
 			ActionType:       protocol.ActionSessionType,
 			ActionParameters: json.RawMessage(`{"SessionType":"Port","Properties":{"portNumber":"22"}}`),

@@ -60,8 +60,6 @@ type loop struct {
 	rtt      rttEstimator
 	pending  []byte // stdin bytes not yet sent (window full)
 	lastPing time.Time
-	txCount  int64 // stream-message transmissions, for outMsg's order
-	sawData  bool  // the agent has sent data: its port plugin is ready
 
 	// receiving (recv.go, §5.3)
 	expected     int64
@@ -204,7 +202,6 @@ func (lp *loop) onTick(now time.Time) (done bool, err error) {
 	if !lp.established && lp.handshaking.spent(now) > lp.s.opts.HandshakeTimeout {
 		return true, &HandshakeError{Reason: fmt.Sprintf("the agent did not complete the handshake within %s", lp.s.opts.HandshakeTimeout), Timeout: true}
 	}
-	lp.probeDuplicates()
 	if lp.drained(now) {
 		lp.s.log.Debug("input done, acknowledged, and output quiet; ending session")
 		return true, nil

@@ -119,7 +119,6 @@ func (lp *loop) process(ctx context.Context, m *protocol.Message) error {
 		}
 		lp.s.stats.BytesDown += int64(len(m.Payload))
 		lp.lastOutput = time.Now()
-		lp.sawData = true
 		return lp.deliver(ctx, m.Payload)
 	case protocol.PayloadHandshakeRequest:
 		return lp.handshake(m.Payload)

@@ -154,7 +154,6 @@ func (lp *loop) attach(ctx context.Context, r resumeResult) {
 		}
 		lp.resend(m, now)
 	}
-	lp.probeDuplicates()
 }
 
 // reconnect is the resume procedure; it touches no loop state. The first

@@ -49,26 +49,10 @@ func (lp *loop) sendStream(pt protocol.PayloadType, payload []byte) {
 		panic(err) // our own message of a known type: a bug
 	}
 	lp.nextSeq++
-	om := &outMsg{seq: m.SequenceNumber, frame: frame, sent: now}
-	lp.win.push(om)
+	lp.win.push(&outMsg{seq: m.SequenceNumber, frame: frame, sent: now})
 	if !lp.paused() {
-		lp.transmit(om)
+		lp.write(frame)
 	}
-}
-
-// transmit writes m on the current link, noting which link and when.
-func (lp *loop) transmit(m *outMsg) {
-	if lp.link == nil {
-		return
-	}
-	lp.txCount++
-	if m.gen != lp.link.gen {
-		m.gen, m.linkTx, m.presumedAt = lp.link.gen, lp.txCount, time.Time{}
-	}
-	if m.firstGen == 0 {
-		m.firstGen, m.firstTx = m.gen, lp.txCount
-	}
-	lp.write(m.frame)
 }
 
 func (lp *loop) sendFlag(f protocol.Flag) {
@@ -110,9 +94,6 @@ func (lp *loop) receiveAck(m *protocol.Message) {
 	if om != nil && om.retries == 0 {
 		lp.rtt.sample(time.Since(om.sent))
 	}
-	if om != nil {
-		lp.passedOver(om)
-	}
 	// Fast retransmit: the agent acks in order of arrival and processes in
 	// sequence, so an ack for seq while older messages are unacknowledged
 	// means those were dropped — typically the first data of a session,
@@ -144,7 +125,6 @@ func (lp *loop) retransmit(now time.Time) {
 		return
 	}
 	rto := lp.rtt.rto()
-	lp.settlePresumed(now, rto)
 	for _, m := range lp.win.msgs {
 		if lp.link == nil {
 			return
@@ -160,5 +140,5 @@ func (lp *loop) resend(m *outMsg, now time.Time) {
 	m.sent = now
 	m.retries++
 	lp.s.stats.Retransmits++
-	lp.transmit(m)
+	lp.write(m.frame)
 }

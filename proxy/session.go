@@ -235,13 +235,9 @@ type Stats struct {
 	BytesDown   int64 // agent bytes delivered to stdout
 	Resumes     int   // websockets re-established after a loss
 	Retransmits int64 // stream messages sent again (timeout, fast retransmit, resume)
-	// Presumed are messages taken as delivered without an ack: an agent
-	// before 3.2.1041.0 ignores a duplicate, so one whose ack died with a
-	// websocket is never acknowledged (oldagent.go).
-	Presumed   int64
-	Duplicates int64 // agent stream messages received again (re-acknowledged)
-	OutOfOrder int64 // agent stream messages received ahead of a gap (buffered)
-	Pauses     int   // pause_publication received
+	Duplicates  int64 // agent stream messages received again (re-acknowledged)
+	OutOfOrder  int64 // agent stream messages received ahead of a gap (buffered)
+	Pauses      int   // pause_publication received
 }
 
 // Stats returns the session's counters; call it after Run returns.

@@ -263,11 +263,6 @@ func TestSessionFaults(t *testing.T) {
 		{"pause", ssmtest.Options{PauseEvery: 100 * time.Millisecond, PauseFor: 50 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
 			return e.Pauses > 0 && s.Pauses > 0
 		}},
-		// Agents before 3.2.1041.0 ignore duplicates: a message whose ack
-		// died with a dropped websocket is never acknowledged.
-		{"drop, old agent", ssmtest.Options{DropEveryBytes: 900 << 10, AgentVersion: "3.1.1446.0"}, func(e ssmtest.Stats, s proxy.Stats) bool {
-			return e.Drops > 0 && s.Resumes > 0 && e.DuplicatesIgnored > 0 && s.Presumed > 0
-		}},
 		{"latency", ssmtest.Options{Latency: 20 * time.Millisecond}, func(e ssmtest.Stats, s proxy.Stats) bool {
 			return e.FramesDelayed > 0
 		}},

@@ -13,15 +13,6 @@ type outMsg struct {
 	sent    time.Time // last (re)transmission
 	retries int
 	fast    bool // fast-retransmitted once already
-
-	// Where it went, for agents that ignore duplicates (oldagent.go):
-	// firstGen and firstTx are the link and the transmission count of its
-	// first transmission, gen and linkTx those of its first on the link it
-	// was last sent on; zero: never sent. presumedAt: when it was found
-	// to be one the agent already has.
-	firstGen, gen   int
-	firstTx, linkTx int64
-	presumedAt      time.Time
 }
 
 // window holds unacknowledged outgoing messages in sequence order.
