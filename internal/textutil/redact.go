@@ -48,6 +48,7 @@ func Redact(s string) string {
 
 // userinfoPattern finds the password of a URL's user information
 // ("http://user:PASSWORD@proxy:3128", a proxy variable quoted in an
-// error). The password may hold anything but blanks and "@"; a URL with
-// no "@" after the colon (a host and port) is not matched.
-var userinfoPattern = LazyRegexp(`(?i)(\b[a-z][a-z0-9+.-]*://[^\s/@:]*:)[^\s@]*@`)
+// error): up to the last "@" before the host, as url.Parse reads it, so
+// that a password holding "@" is hidden whole. A host and port followed
+// by a path with an "@" in it is not a password: "/", "?" and "#" end it.
+var userinfoPattern = LazyRegexp(`(?i)(\b[a-z][a-z0-9+.-]*://[^\s/?#@:]*:)[^\s/?#]*@`)

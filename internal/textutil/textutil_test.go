@@ -36,6 +36,7 @@ func TestRedact(t *testing.T) {
 		{"process output token", `{"SessionToken":"FwoGZXIvYXdzEJr","Expiration":"2026-12-02T00:00:00Z"}`, "FwoGZXIvYXdzEJr"},
 		{"sso cache", `{"accessToken": "aoaAAAAAGsecret", "refreshToken": "aorAAAAAGsecret"}`, "aoaAAAAAGsecret"},
 		{"url password", `proxyconnect tcp: dial http://alice:S3cr%t!pw@proxy.corp:3128: refused`, "S3cr%t!pw"},
+		{"url password with @", `HTTPS_PROXY=http://alice:p@ss@proxy.corp:3128`, "ss@"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -48,8 +49,10 @@ func TestRedact(t *testing.T) {
 			}
 		})
 	}
-	if got := Redact("dial http://proxy.corp:3128/x failed"); got != "dial http://proxy.corp:3128/x failed" {
-		t.Errorf("Redact changed a URL without a password: %s", got)
+	for _, u := range []string{"dial http://proxy.corp:3128/x failed", "wss://host:443/v1/data-channel/jane@example.com-0123"} {
+		if got := Redact(u); got != u {
+			t.Errorf("Redact changed a URL without a password: %s", got)
+		}
 	}
 	const plain = "ssm StartSession: TargetNotConnected: i-0123456789abcdef0 is not connected."
 	if got := Redact(plain); got != plain {
