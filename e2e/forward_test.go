@@ -372,11 +372,11 @@ func TestForwardErrors(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer emu.Close()
-		closed := testenv.FreePort(t)
+		_, closedPort, _ := net.SplitHostPort(testenv.ClosedPort(t))
 		echo := startEchoServer(t)
 		_, echoPort, _ := net.SplitHostPort(echo.addr)
-		f := startForward(t, emu, 2, instance, "0:"+strconv.Itoa(closed), "0:"+echoPort)
-		closedAddr := f.dests[net.JoinHostPort(instance, strconv.Itoa(closed))]
+		f := startForward(t, emu, 2, instance, "0:"+closedPort, "0:"+echoPort)
+		closedAddr := f.dests[net.JoinHostPort(instance, closedPort)]
 		echoAddr := f.dests[net.JoinHostPort(instance, echoPort)]
 		c, err := net.Dial("tcp", closedAddr)
 		if err != nil {

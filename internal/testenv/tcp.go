@@ -50,15 +50,3 @@ func ServeTCP(tb testing.TB, handle func(net.Conn)) string {
 	})
 	return ln.Addr().String()
 }
-
-// ClosedPort returns a loopback address nothing listens on.
-func ClosedPort(tb testing.TB) string {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}

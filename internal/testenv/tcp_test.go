@@ -1,13 +1,17 @@
 package testenv
 
-// Tests of ServeTCP and ClosedPort (tcp.go): the handler runs, cleanup closes
-// open connections and waits for the handler, the listener does not outlive
-// its test, and a closed port refuses. The levels above use them for the
+// Tests of ServeTCP (tcp.go) and ClosedPort (closedport_*.go): the handler
+// runs, cleanup closes open connections and waits for the handler, the
+// listener does not outlive its test, and a closed port refuses and cannot
+// be taken by a listener while the test runs. The levels above use them for the
 // targets that echo or greet.
 
 import (
+	"errors"
 	"io"
 	"net"
+	"runtime"
+	"syscall"
 	"testing"
 )
 
@@ -44,5 +48,29 @@ func TestServeTCP(t *testing.T) {
 	if c, err := net.Dial("tcp", ClosedPort(t)); err == nil {
 		c.Close()
 		t.Fatal("ClosedPort accepted a connection")
+	}
+}
+
+// TestClosedPortHeld: nobody else gets a closed port while the test runs.
+// In CI a forwarder listening on port 0 was once given the port a test had
+// just been handed as closed, and the agent's dials looped back into it.
+func TestClosedPortHeld(t *testing.T) {
+	if runtime.GOOS == "windows" || runtime.GOOS == "plan9" {
+		t.Skip("ClosedPort holds its port on Unix only")
+	}
+	addr := ClosedPort(t)
+	if ln, err := net.Listen("tcp", addr); err == nil {
+		ln.Close()
+		t.Fatalf("a listener took the closed port %s", addr)
+	}
+	for range 3 {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			t.Fatalf("%s accepted a connection", addr)
+		}
+		if !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Fatalf("dial %s: %v; want connection refused", addr, err)
+		}
 	}
 }
