@@ -78,19 +78,24 @@ func lookupProxyVar(names ...string) proxyVar {
 }
 
 // parseProxyURL parses a proxy variable as net/http does: a bare host:port
-// means http://host:port.
+// is taken as http://host:port. Unlike net/http, a value that has a scheme
+// is never re-read with "http://" in front: for an unencoded "/" in a
+// password, that would turn "http://alice:pa/ss@proxy:3128" into a proxy
+// named "http:". Such a value, and one without a host, is an error that
+// names the fix.
 func parseProxyURL(s string) (*url.URL, error) {
 	u, err := url.Parse(s)
-	if err != nil || u.Scheme == "" || u.Host == "" {
-		if u2, err2 := url.Parse("http://" + s); err2 == nil {
-			return u2, nil
-		}
+	if !strings.Contains(s, "://") && (err != nil || u.Scheme == "" || u.Host == "") {
+		u, err = url.Parse("http://" + s)
 	}
 	if err != nil {
 		// Neither s nor url.Parse's error (which quotes s, or the bad
 		// escape inside its password) is shown: only the address without
 		// its user information.
 		return nil, fmt.Errorf("the proxy address %s is not a valid URL: a user name or password in it must be percent-encoded (%% as %%25, @ as %%40, : as %%3A, / as %%2F)", withoutUserinfo(s))
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("the proxy address %s names no host: set it as http://host:port", withoutUserinfo(s))
 	}
 	return u, nil
 }

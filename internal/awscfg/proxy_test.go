@@ -429,3 +429,35 @@ func TestProxyAddressErrorHidesPassword(t *testing.T) {
 		}
 	}
 }
+
+// TestParseProxyURL: a bare host:port is http, as in net/http; a value with
+// a scheme is never re-read as a host named after that scheme; a value
+// without a host is refused. No error shows the user information.
+func TestParseProxyURL(t *testing.T) {
+	for _, c := range []struct {
+		in, host, err string
+	}{
+		{in: "proxy.corp:3128", host: "proxy.corp:3128"},
+		{in: "http://proxy.corp:3128", host: "proxy.corp:3128"},
+		{in: "http://alice:pa%2Fss@proxy.corp:3128", host: "proxy.corp:3128"},
+		{in: "[::1]:3128", host: "[::1]:3128"},
+		// net/http would dial a proxy named "http:" for these.
+		{in: "http://alice:pa/ss@proxy.corp:3128", err: "percent-encoded"},
+		{in: "http://", err: "names no host"},
+		{in: "http://:3128", err: "names no host"},
+		{in: "http://alice:pw@:3128", err: "names no host"},
+	} {
+		u, err := parseProxyURL(c.in)
+		if c.err != "" {
+			if err == nil || !strings.Contains(err.Error(), c.err) {
+				t.Errorf("%q: %v, %v; want an error with %q", c.in, u, err, c.err)
+			} else if strings.Contains(err.Error(), "alice") || strings.Contains(err.Error(), "pa/ss") {
+				t.Errorf("%q: the error shows the user information: %v", c.in, err)
+			}
+			continue
+		}
+		if err != nil || u.Host != c.host || u.Scheme != "http" {
+			t.Errorf("%q: %v, %v; want http://%s", c.in, u, err, c.host)
+		}
+	}
+}
