@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/gorilla/websocket"
 
@@ -22,6 +24,23 @@ var ErrSessionEnded = errors.New("the service ended the session while reconnecti
 // reader (ssh) went away while output was still arriving, so some of it
 // was never delivered. The session is terminated all the same.
 var ErrStdoutClosed = errors.New("stdout was closed while the session's output was still arriving; it was not all delivered")
+
+// UnconfirmedError reports a session ended with messages the agent never
+// acknowledged after the input ended: an agent before 3.2.1041.0 ignores
+// a message it already has, so one whose acknowledgement died with a lost
+// websocket is never acknowledged. They were sent, more than once; whether
+// the agent has them cannot be told.
+type UnconfirmedError struct {
+	Messages     int
+	AgentVersion string
+	For          time.Duration
+}
+
+func (e *UnconfirmedError) Error() string {
+	return fmt.Sprintf("the agent (SSM Agent %s) has not acknowledged the last %d messages for %s after the input ended; "+
+		"agents before %s never acknowledge a message sent again after a lost connection, so whether it has them is unknown: update the SSM Agent on the instance",
+		e.AgentVersion, e.Messages, e.For, protocol.AgentVersionReAck)
+}
 
 // RemoteError is a session ended by the agent or service with an error text
 // in channel_closed (§4.4, §10).

@@ -294,8 +294,14 @@ func (c *gwConn) control(typ protocol.MessageType, payload []byte) {
 // handshake plays the agent's handshake (§6.2) for a plain port session.
 func (c *gwConn) handshake() {
 	c.t.Helper()
+	c.handshakeAs(ssmtest.DefaultAgentVersion)
+}
+
+// handshakeAs is handshake by an agent of version v.
+func (c *gwConn) handshakeAs(v string) {
+	c.t.Helper()
 	req, _ := json.Marshal(protocol.HandshakeRequest{
-		AgentVersion: ssmtest.DefaultAgentVersion,
+		AgentVersion: v,
 		RequestedClientActions: []protocol.RequestedClientAction{{
 			ActionType:       protocol.ActionSessionType,
 			ActionParameters: json.RawMessage(`{"SessionType":"Port","Properties":{"portNumber":"22"}}`),
@@ -1097,4 +1103,72 @@ func testServe(t *testing.T, serve func(net.Conn)) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// TestGatewayUnconfirmed: an agent before 3.2.1041.0 never acknowledges a
+// message it already has (§5.3), so a message whose ack died with a
+// websocket stays unacknowledged however often it is resent. Once the
+// input has ended, the session ends after UnconfirmedTimeout with an
+// UnconfirmedError and is terminated, instead of staying open for ever;
+// not while paused, and not with an agent that acknowledges duplicates.
+func TestGatewayUnconfirmed(t *testing.T) {
+	const timeout = 300 * time.Millisecond
+	for _, c := range []struct {
+		name, agent string
+		pause       bool
+	}{
+		{"old agent", "3.1.1000.0", false},
+		{"old agent, paused", "3.1.1000.0", true},
+		{"re-acking agent", protocol.AgentVersionReAck, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := newGateway(t)
+			events := make(chan proxy.EventKind, 64)
+			_, stdin, _, done := g.start(proxy.Options{UnconfirmedTimeout: timeout, OnEvent: func(e proxy.Event) { events <- e.Kind }})
+			c1 := g.accept()
+			c1.handshakeAs(c.agent)
+			stdin.Write([]byte("x"))
+			sent := c1.recv(isStream(protocol.PayloadOutput))
+			// The agent has "x"; its ack dies with the websocket.
+			c1.closeFrame(websocket.CloseNormalClosure, "Bye")
+			c2 := g.resumed(c1)
+			again := c2.recv(isStream(protocol.PayloadOutput))
+			if again.SequenceNumber != sent.SequenceNumber || string(again.Payload) != "x" {
+				t.Fatalf("resent seq %d %q, want seq %d \"x\"", again.SequenceNumber, again.Payload, sent.SequenceNumber)
+			}
+			if c.agent == protocol.AgentVersionReAck {
+				c2.ack(again) // a duplicate, acknowledged again
+			}
+			if c.pause {
+				c2.control(protocol.PausePublication, nil)
+				waitEvent(t, events, proxy.EventPaused)
+			}
+			stdin.Close()
+			if c.pause {
+				select {
+				case err := <-done:
+					t.Fatalf("Run = %v while paused", err)
+				case <-time.After(3 * timeout):
+					// A bounded look for an absence: paused, the
+					// clock does not run.
+				}
+				c2.control(protocol.StartPublication, nil)
+			}
+			err := waitDone(t, done)
+			_, terms, _ := g.counts()
+			if c.agent == protocol.AgentVersionReAck {
+				if err != nil {
+					t.Fatalf("Run = %v, want a clean end", err)
+				}
+				return
+			}
+			var ue *proxy.UnconfirmedError
+			if !errors.As(err, &ue) || ue.Messages != 1 || ue.AgentVersion != c.agent {
+				t.Fatalf("Run = %v, want an UnconfirmedError for 1 message", err)
+			}
+			if terms != 1 {
+				t.Errorf("%d TerminateSession calls, want 1", terms)
+			}
+		})
+	}
 }

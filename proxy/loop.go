@@ -82,6 +82,8 @@ type loop struct {
 	stdinEOF     bool
 	lastOutput   time.Time // last agent data delivered
 	drainFrom    time.Time // input ended and everything sent was acknowledged
+	links        int       // websockets attached so far; the current one's number
+	stuck        stuckWindow
 	remoteClosed bool
 	stallEnd     time.Time // last time a stdout push blocked noticeably
 }
@@ -206,6 +208,9 @@ func (lp *loop) onTick(now time.Time) (done bool, err error) {
 		lp.s.log.Debug("input done, acknowledged, and output quiet; ending session")
 		return true, nil
 	}
+	if err := lp.unconfirmed(now); err != nil {
+		return true, err
+	}
 	if lp.paused() && now.Sub(lp.pausedAt) > lp.s.opts.MaxPause {
 		lp.unpause("no start_publication within " + lp.s.opts.MaxPause.String())
 	}
@@ -247,6 +252,41 @@ func (lp *loop) drained(now time.Time) bool {
 		quiet = lp.lastOutput
 	}
 	return now.Sub(quiet) > lp.s.opts.DrainTimeout
+}
+
+// stuckWindow is what the window held when unconfirmed last saw it change.
+type stuckWindow struct {
+	since time.Time // zero: not stuck
+	front int64
+	n     int
+}
+
+// unconfirmed ends a session whose input has ended but whose last messages
+// an agent before 3.2.1041.0 will never acknowledge (§5.3, §5.7): their
+// first acknowledgement died with an earlier websocket, and such an agent
+// ignores a message it already has. Resent once a second, they would keep
+// the session open for ever. Nothing proves they were delivered (the agent
+// also acknowledges messages it holds ahead of a gap), so after
+// UnconfirmedTimeout on an attached, unpaused websocket without an
+// acknowledgement the session ends with an UnconfirmedError rather than
+// as a success.
+func (lp *loop) unconfirmed(now time.Time) error {
+	n := lp.win.len()
+	if n == 0 || !lp.stdinEOF || len(lp.pending) > 0 || lp.link == nil || lp.paused() ||
+		lp.agentVersion == "" || protocol.CompareAgentVersions(lp.agentVersion, protocol.AgentVersionReAck) >= 0 ||
+		lp.win.msgs[n-1].link == 0 || lp.win.msgs[n-1].link >= lp.links {
+		lp.stuck = stuckWindow{}
+		return nil
+	}
+	front := lp.win.msgs[0].seq
+	if lp.stuck.since.IsZero() || lp.stuck.front != front || lp.stuck.n != n {
+		lp.stuck = stuckWindow{since: now, front: front, n: n}
+		return nil
+	}
+	if now.Sub(lp.stuck.since) < lp.s.opts.UnconfirmedTimeout {
+		return nil
+	}
+	return &UnconfirmedError{Messages: n, AgentVersion: lp.agentVersion, For: lp.s.opts.UnconfirmedTimeout}
 }
 
 // handshakeClock adds up the time a websocket was attached before the

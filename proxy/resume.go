@@ -125,6 +125,7 @@ func (lp *loop) startResume(ctx context.Context) {
 func (lp *loop) attach(ctx context.Context, r resumeResult) {
 	l := r.link
 	lp.link = l
+	lp.links++
 	lp.plan = r.plan
 	lp.plan.first = false
 	lp.unpause("new websocket")

@@ -49,8 +49,10 @@ func (lp *loop) sendStream(pt protocol.PayloadType, payload []byte) {
 		panic(err) // our own message of a known type: a bug
 	}
 	lp.nextSeq++
-	lp.win.push(&outMsg{seq: m.SequenceNumber, frame: frame, sent: now})
-	if !lp.paused() {
+	om := &outMsg{seq: m.SequenceNumber, frame: frame, sent: now}
+	lp.win.push(om)
+	if !lp.paused() && lp.link != nil {
+		om.link = lp.links
 		lp.write(frame)
 	}
 }
@@ -137,6 +139,9 @@ func (lp *loop) retransmit(now time.Time) {
 
 // resend sends m again.
 func (lp *loop) resend(m *outMsg, now time.Time) {
+	if m.link == 0 {
+		m.link = lp.links
+	}
 	m.sent = now
 	m.retries++
 	lp.s.stats.Retransmits++

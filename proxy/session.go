@@ -69,6 +69,11 @@ type Options struct {
 	// DrainTimeout: after stdin ends and everything sent is acknowledged,
 	// how long to wait for the remote side to close. Default 2 s.
 	DrainTimeout time.Duration
+	// UnconfirmedTimeout: after stdin ends, how long messages an old agent
+	// will never acknowledge (sent before a lost websocket, resent after
+	// it) may stay unacknowledged before the session ends with an
+	// UnconfirmedError (§5.7). Default 30 s.
+	UnconfirmedTimeout time.Duration
 	// MaxPause bounds how long pause_publication holds sending when
 	// neither start_publication nor anything else from the agent ends it
 	// (§8.4, §15.4). Default 10 s.
@@ -177,6 +182,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxPause <= 0 {
 		o.MaxPause = 10 * time.Second
+	}
+	if o.UnconfirmedTimeout <= 0 {
+		o.UnconfirmedTimeout = 30 * time.Second
 	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)

@@ -13,6 +13,10 @@ type outMsg struct {
 	sent    time.Time // last (re)transmission
 	retries int
 	fast    bool // fast-retransmitted once already
+	// link is the websocket (loop.links) it first went out on; 0: not
+	// sent yet. A message first sent on an earlier websocket than the
+	// current one may have had its ack die with that websocket.
+	link int
 }
 
 // window holds unacknowledged outgoing messages in sequence order.
