@@ -168,7 +168,7 @@ func planPush(ctx context.Context, o options, u *used, log *slog.Logger) (*pushP
 	}
 	var sc *pushkey.SSHConfig
 	if home != "" {
-		sc = pushkey.LoadSSHConfig(pushkey.DefaultSSHConfigFiles(home), log)
+		sc = pushkey.LoadSSHConfig(pushkey.DefaultSSHConfigFiles(home), home, log)
 	}
 	p.user, p.userFrom = pushUser(o, p.host, sc)
 	kc := pushkey.Config{

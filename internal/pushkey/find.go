@@ -27,13 +27,17 @@ func DefaultSSHConfigFiles(home string) []string {
 	return []string{filepath.Join(home, ".ssh", "config"), "/etc/ssh/ssh_config"}
 }
 
-// LoadSSHConfig reads the files that exist; one that does not parse is
-// skipped with a debug line (ssh itself would refuse it, and say so).
-func LoadSSHConfig(paths []string, log *slog.Logger) *SSHConfig {
+// LoadSSHConfig reads the files that exist, with their Includes
+// (flattenSSHConfig: a Match it cannot evaluate leaves out that block, not
+// the file); one that still does not parse is skipped with a debug line.
+// home is the home directory: a file outside it is a system file, whose
+// relative Includes are under /etc/ssh.
+func LoadSSHConfig(paths []string, home string, log *slog.Logger) *SSHConfig {
 	log = orDiscard(log)
 	c := &SSHConfig{}
 	for _, p := range paths {
-		data, err := os.ReadFile(p)
+		system := home == "" || !strings.HasPrefix(p, filepath.Clean(home)+string(filepath.Separator))
+		data, err := flattenSSHConfig(p, home, system, 0, log)
 		if err != nil {
 			if !errors.Is(err, fs.ErrNotExist) {
 				log.Debug("ssh_config not read", "path", p, "err", err)

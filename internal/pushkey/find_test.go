@@ -57,7 +57,7 @@ func (e *findEnv) sshConfig(text string) {
 func (e *findEnv) cfg(host string) Config {
 	c := Config{
 		Host: host, User: "ec2-user", Home: e.home, LocalUser: "alice",
-		SSH:    LoadSSHConfig([]string{e.config, filepath.Join(e.home, "system_config")}, nil),
+		SSH:    LoadSSHConfig([]string{e.config, filepath.Join(e.home, "system_config")}, e.home, nil),
 		Getenv: func(k string) string { return map[string]string{"KEYS": filepath.Join(e.home, "keys")}[k] },
 	}
 	if e.agent != nil {
@@ -227,12 +227,59 @@ func TestSSHConfigUserAndSystem(t *testing.T) {
 	if got := sc.GetAll("i-0123456789abcdef0", "IdentityFile"); strings.Join(got, " ") != "~/a ~/b" {
 		t.Errorf("IdentityFile = %q: both files accumulate", got)
 	}
-	os.WriteFile(e.config, []byte("Host \"unterminated\n"), 0o600)
-	if got := LoadSSHConfig([]string{e.config}, nil).Get("x", "User"); got != "" {
-		t.Errorf("a file that does not parse gave %q", got)
-	}
 	var nilConfig *SSHConfig
 	if nilConfig.Get("x", "User") != "" || nilConfig.GetAll("x", "IdentityFile") != nil {
 		t.Error("nil SSHConfig has values")
+	}
+}
+
+// TestSSHConfigMatchAndInclude: a Match that kevinburke/ssh_config cannot
+// evaluate (it refuses the whole file, and the file including it) leaves
+// out only its own block; Includes are read relative to ~/.ssh, in glob
+// order, and the including block is in force again after them.
+func TestSSHConfigMatchAndInclude(t *testing.T) {
+	e := newFindEnv(t)
+	confd := filepath.Join(e.home, ".ssh", "config.d")
+	if err := os.MkdirAll(confd, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(confd, "10-web"), []byte("Match exec \"true\"\n    User from-exec\nHost web-*\n    User web\n"), 0o600)
+	os.WriteFile(filepath.Join(confd, "20-db"), []byte("Host db-*\n    User db\n"), 0o600)
+	os.WriteFile(filepath.Join(e.home, ".ssh", "opts"), []byte("IdentityFile ~/.ssh/included\n"), 0o600)
+	e.sshConfig(`Host i-*
+    User ubuntu
+    IdentityFile ~/.ssh/work
+    Include opts
+    IdentitiesOnly yes
+Match localuser alice
+    User from-localuser
+Match user root
+    IdentityFile ~/.ssh/from-user
+Match originalhost i-*
+    User from-originalhost
+Match final all
+    User from-final
+Match host i-* exec "false"
+    User from-host-exec
+Include config.d/*
+Match all
+    ForwardAgent no
+Match host m-*
+    User matched
+`)
+	sc := e.cfg("").SSH
+	for host, want := range map[string]string{"i-0123456789abcdef0": "ubuntu", "web-1": "web", "db-1": "db", "m-1": "matched", "other": ""} {
+		if got := sc.Get(host, "User"); got != want {
+			t.Errorf("User for %s = %q, want %q", host, got, want)
+		}
+	}
+	if got := sc.GetAll("i-0123456789abcdef0", "IdentityFile"); strings.Join(got, " ") != "~/.ssh/work ~/.ssh/included" {
+		t.Errorf("IdentityFile = %q: want the block's and its Include's", got)
+	}
+	if got := sc.Get("i-0123456789abcdef0", "IdentitiesOnly"); got != "yes" {
+		t.Errorf("IdentitiesOnly = %q: the line after the Include belongs to Host i-*", got)
+	}
+	if got := sc.Get("web-1", "ForwardAgent"); got != "no" {
+		t.Errorf("ForwardAgent = %q: Match all after the Include applies", got)
 	}
 }
