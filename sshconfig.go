@@ -158,6 +158,7 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 	if o.region != "" {
 		cmd += " --region " + sshArg(o.region)
 	}
+	base := cmd // without --push-key: managed nodes take no pushed key
 	if o.pushKey.set {
 		cmd += " --push-key"
 		if o.pushKey.value != "" {
@@ -188,18 +189,34 @@ func sshBlocks(program string, o sshConfigOptions) ([]sshconfig.Block, error) {
 		name += " --strip-suffix " + sshArg(suffix)
 	}
 	sample := prefix + "web-1" + suffix
-	return []sshconfig.Block{{
+	byID := []sshconfig.Block{{
 		Comment:  "ssh i-0123456789abcdef0, ssh mi-0123456789abcdef0: by id",
 		Patterns: "i-* mi-*",
 		Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: cmd + " %h %p"}}, common...),
 		Samples:  []string{"i-0123456789abcdef0", "mi-0123456789abcdef0"},
-	}, {
+	}}
+	if o.pushKey.set {
+		// EC2 Instance Connect has no managed (mi-) nodes, and --push-key
+		// refuses them: they get the ProxyCommand without it.
+		byID = []sshconfig.Block{{
+			Comment:  "ssh i-0123456789abcdef0: by id, with a key pushed through EC2 Instance Connect",
+			Patterns: "i-*",
+			Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: cmd + " %h %p"}}, common...),
+			Samples:  []string{"i-0123456789abcdef0"},
+		}, {
+			Comment:  "ssh mi-0123456789abcdef0: managed nodes by id (Instance Connect cannot push keys to them)",
+			Patterns: "mi-*",
+			Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: base + " %h %p"}}, common...),
+			Samples:  []string{"mi-0123456789abcdef0"},
+		}}
+	}
+	return append(byID, sshconfig.Block{
 		// %n keeps the case of the name as typed; ssh lower-cases %h.
 		Comment:  "ssh " + sample + ": by Name tag",
 		Patterns: prefix + "*" + suffix,
 		Options:  append([]sshconfig.Option{{Key: "ProxyCommand", Value: name + " %n %p"}}, common...),
 		Samples:  []string{sample},
-	}}, nil
+	}), nil
 }
 
 // shortDuration is d as time.Duration writes it, without zero tails: 1m,

@@ -121,9 +121,10 @@ func TestSSHConfigPrint(t *testing.T) {
 		{"share in hours", "ssm-proxy", []string{"--share", "1h"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --share 1h --fdpass %h %p"},
 		}},
-		{"push key", "ssm-proxy", []string{"--push-key"}, map[string]map[string]string{
-			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --push-key --os-user %r %h %p"},
-			"web-1.ssm":           {"proxycommand": "ssm-proxy --push-key --os-user %r --strip-suffix .ssm %n %p"},
+		{"push key", "ssm-proxy", []string{"--push-key", "--profile", "prod"}, map[string]map[string]string{
+			"i-0123456789abcdef0":  {"proxycommand": "ssm-proxy --profile prod --push-key --os-user %r %h %p"},
+			"mi-0123456789abcdef0": {"proxycommand": "ssm-proxy --profile prod %h %p", "serveraliveinterval": "60"},
+			"web-1.ssm":            {"proxycommand": "ssm-proxy --profile prod --push-key --os-user %r --strip-suffix .ssm %n %p"},
 		}},
 		{"push ephemeral key", "ssm-proxy", []string{"--push-key=ephemeral"}, map[string]map[string]string{
 			"i-0123456789abcdef0": {"proxycommand": "ssm-proxy --push-key=ephemeral --os-user %r %h %p"},
