@@ -77,6 +77,14 @@ func (c *cli) parseProxy(args []string) (p proxyArgs, code int, ok bool) {
 		})
 	} else {
 		p.name, p.port, err = parseArgs(fs.Args(), o.stripPrefix, o.stripSuffix)
+		if err != nil && o.pushKey.set && o.pushKey.value == "" && len(fs.Args()) == 3 {
+			// --push-key VALUE: the flag stands alone, so VALUE became
+			// an argument.
+			err = fmt.Errorf("--push-key takes its value after '=': --push-key=%s (got %d arguments: %s)", fs.Arg(0), len(fs.Args()), strings.Join(fs.Args(), " "))
+		}
+	}
+	if err == nil && o.osUser != "" && !o.pushKey.set {
+		err = errors.New("--os-user goes with --push-key: it names the user the pushed key is for (add --push-key, or leave --os-user out)")
 	}
 	if err == nil && o.share != 0 {
 		err = checkShare(fs, o.share)

@@ -685,13 +685,24 @@ func (d *doctorRun) fromProxyCommand(check string, h sshHost, pc string, args []
 			*set = v
 		}
 	}
-	if len(pos) != 2 {
-		return d.fail(check, fmt.Sprintf("ssh %s runs ProxyCommand %s, which does not give ssm-proxy TARGET and PORT", d.alias, pc),
-			"the ProxyCommand must end with the target and the port, e.g. `ssm-proxy %h %p`")
-	}
 	expand := func(s string) string {
 		r := strings.NewReplacer("%%", "%", "%h", h.hostname, "%n", d.alias, "%p", h.port, "%r", h.user)
 		return r.Replace(s)
+	}
+	// A keyless ProxyCommand is checked as keyless: the push with the OS
+	// user ssh would log in as (%r).
+	if v, ok := flags["push-key"]; ok && !d.given["push-key"] {
+		if v == "" {
+			v = "true"
+		}
+		d.o.pushKey.Set(v)
+	}
+	if v, ok := flags["os-user"]; ok && !d.given["os-user"] {
+		d.o.osUser = expand(v)
+	}
+	if len(pos) != 2 {
+		return d.fail(check, fmt.Sprintf("ssh %s runs ProxyCommand %s, which does not give ssm-proxy TARGET and PORT", d.alias, pc),
+			"the ProxyCommand must end with the target and the port, e.g. `ssm-proxy %h %p`")
 	}
 	name := strings.TrimSuffix(strings.TrimPrefix(expand(pos[0]), d.o.stripPrefix), d.o.stripSuffix)
 	if name == "" {
@@ -702,10 +713,13 @@ func (d *doctorRun) fromProxyCommand(check string, h sshHost, pc string, args []
 		d.port = expand(pos[1])
 	}
 	what := fmt.Sprintf("target %s, port %s", name, d.port)
-	for _, f := range []struct{ name, value string }{{"profile", d.o.profile}, {"region", d.o.region}} {
+	for _, f := range []struct{ name, value string }{{"profile", d.o.profile}, {"region", d.o.region}, {"os-user", d.o.osUser}} {
 		if f.value != "" && !d.given[f.name] {
 			what += fmt.Sprintf(", %s %s", f.name, f.value)
 		}
+	}
+	if d.o.pushKey.set && !d.given["push-key"] {
+		what += ", pushing a key (--push-key)"
 	}
 	d.pass(check, "ssh %s runs ProxyCommand %s: checking %s", d.alias, pc, what)
 	return true

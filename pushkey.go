@@ -42,6 +42,10 @@ func (f *pushKeyFlag) String() string { return f.value }
 func (f *pushKeyFlag) IsBoolFlag() bool { return true }
 
 func (f *pushKeyFlag) Set(s string) error {
+	if s == "false" {
+		*f = pushKeyFlag{} // --push-key=false: no push, not a file named false
+		return nil
+	}
 	f.set = true
 	if s == "true" {
 		s = ""

@@ -15,6 +15,7 @@ import (
 	"crypto/rsa"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -470,5 +471,23 @@ func TestDoctorPushKey(t *testing.T) {
 	ok, out = doctorPush(t, options{pushKey: pushKeyFlag{set: true, value: ephemeralKey}, osUser: "ec2-user"})
 	if ok || !strings.Contains(out, "✗ push-key: no ssh-agent") {
 		t.Errorf("ephemeral without agent: %v\n%s", ok, out)
+	}
+}
+
+// TestDoctorPushKeyFromProxyCommand: a keyless ProxyCommand is checked as
+// keyless — doctor adopts its --push-key, and --os-user %r as the user ssh
+// would log in as — so a refused push is a ✗, not eleven ✓ and exit 0.
+func TestDoctorPushKeyFromProxyCommand(t *testing.T) {
+	pushEnv(t, ssmtest.InstanceConnectOptions{DeniedUsers: []string{"alice"}})
+	homeKey(t, ".ssh/id_ed25519.pub")
+	config := "Host web-keyless\n    HostName " + pushInstance + "\n    User %s\n    ProxyCommand ssm-proxy --push-key --os-user %%r %%h %%p\n"
+	code, stdout, stderr := runDoctor(t, &cli{}, fmt.Sprintf(config, "alice"), "web-keyless")
+	if code != exitError || !strings.Contains(stdout, "checking target "+pushInstance+", port 22, os-user alice, pushing a key (--push-key)") ||
+		!strings.Contains(stdout, "✗ push-key: push a throw-away key for alice to "+pushInstance) {
+		t.Errorf("denied user: exit %d\n%s\nstderr:\n%s", code, stdout, stderr)
+	}
+	code, stdout, stderr = runDoctor(t, &cli{}, fmt.Sprintf(config, "ec2-user"), "web-keyless")
+	if code != exitOK || !strings.Contains(stdout, "✓ push-key: permitted for ec2-user (--os-user)") {
+		t.Errorf("permitted user: exit %d\n%s\nstderr:\n%s", code, stdout, stderr)
 	}
 }
