@@ -131,17 +131,24 @@ func (c *cli) pushKey(ctx context.Context, o options, u *used, cfg aws.Config, l
 		return explainPush(err, o, u, p)
 	}
 	defer p.close()
-	log.Debug("pushing key with EC2 Instance Connect", "instance", u.id, "os_user", p.user, "os_user_from", p.userFrom,
-		"key", p.key.Type()+" "+p.key.Fingerprint(), "key_from", p.key.Source)
-	res, err := pushkey.Send(ctx, instanceConnectAPI(cfg), pushkey.Request{InstanceID: u.id, OSUser: p.user, Key: p.key}, pushkey.Retry{}, log)
-	if err != nil {
-		return explainPush(fmt.Errorf("push key for %s to %s: %w", p.user, u.id, err), o, u, p)
-	}
 	if p.agent != nil {
+		// Into the agent first: an agent that refuses it is found out
+		// before a push (logged in CloudTrail) is made for nothing.
 		comment := fmt.Sprintf("ssm-proxy ephemeral key for %s@%s", p.user, u.id)
 		if err := p.agent.AddEphemeral(p.key, comment); err != nil {
 			return explainPush(err, o, u, p)
 		}
+	}
+	log.Debug("pushing key with EC2 Instance Connect", "instance", u.id, "os_user", p.user, "os_user_from", p.userFrom,
+		"key", p.key.Type()+" "+p.key.Fingerprint(), "key_from", p.key.Source)
+	res, err := pushkey.Send(ctx, instanceConnectAPI(cfg), pushkey.Request{InstanceID: u.id, OSUser: p.user, Key: p.key}, pushkey.Retry{}, log)
+	if err != nil {
+		if p.agent != nil {
+			if rerr := p.agent.Remove(p.key); rerr != nil {
+				log.Debug("the ephemeral key stays in the agent until it expires", "err", rerr)
+			}
+		}
+		return explainPush(fmt.Errorf("push key for %s to %s: %w", p.user, u.id, err), o, u, p)
 	}
 	log.Debug("pushed key", "key", p.key.Type()+" "+p.key.Fingerprint(), "key_from", p.key.Source,
 		"os_user", p.user, "instance", u.id, "valid_for", pushkey.Lifetime, "attempts", res.Attempts, "throttled", res.Throttled, "request_id", res.RequestID)
@@ -193,6 +200,15 @@ func planPush(ctx context.Context, o options, u *used, log *slog.Logger) (*pushP
 		if p.agent, err = pushkey.DialAgent(ctx, socket); err != nil {
 			return p, err
 		}
+		var held []*pushkey.Key
+		if held, err = p.agent.Keys(); err != nil {
+			p.close()
+			return p, err
+		}
+		if len(held) >= sshdMaxAuthTries {
+			p.close()
+			return p, &crowdedAgentError{socket: socket, keys: len(held)}
+		}
 		p.key, err = pushkey.NewEphemeral(rand.Reader)
 	default:
 		if v == "~" || strings.HasPrefix(v, "~/") {
@@ -234,15 +250,16 @@ func localUser() string {
 // hints and handling apply to them.
 func explainPush(err error, o options, u *used, p *pushPlan) error {
 	var (
-		ce  *awscfg.CredentialsError
-		ne  *notEC2Error
-		te  *pushkey.ThrottledError
-		ue  *pushkey.UnsupportedKeyError
-		kfe *pushkey.KeyFileError
-		ife *pushkey.IdentityFileError
-		nke *pushkey.NoKeyError
-		age *pushkey.AgentError
-		ae  smithy.APIError
+		ce      *awscfg.CredentialsError
+		ne      *notEC2Error
+		te      *pushkey.ThrottledError
+		ue      *pushkey.UnsupportedKeyError
+		kfe     *pushkey.KeyFileError
+		ife     *pushkey.IdentityFileError
+		nke     *pushkey.NoKeyError
+		age     *pushkey.AgentError
+		crowded *crowdedAgentError
+		ae      smithy.APIError
 	)
 	fail := func(hints ...string) error { return &pushKeyError{err: err, hints: hints, code: exitError} }
 	switch {
@@ -258,6 +275,11 @@ func explainPush(err error, o options, u *used, p *pushPlan) error {
 		return fail(fmt.Sprintf("ssh would not offer the ephemeral key: remove IdentitiesOnly yes for %s, or push the IdentityFile it names with --push-key (no =ephemeral)", p.host))
 	case errors.Is(err, pushkey.ErrAgentDisabled):
 		return fail(fmt.Sprintf("ssh would not use the ephemeral key: remove IdentityAgent none for %s, or use --push-key=PATH", p.host))
+	case errors.As(err, &crowded):
+		return fail(fmt.Sprintf("ssh offers the agent's %d keys before the ephemeral one, and sshd gives up after %d attempts (MaxAuthTries): use bare --push-key, which pushes the agent's first key, or --push-key=PATH with IdentitiesOnly yes; ephemeral keys of other connections leave the agent within %s",
+			crowded.keys, sshdMaxAuthTries, pushkey.Lifetime))
+	case errors.As(err, &age) && age.Refused:
+		return fail(fmt.Sprintf("the ssh-agent at %s refused the key (a locked agent, or one that takes no added keys, as 1Password's): unlock it, or push a key file with --push-key=PATH or bare --push-key", age.Socket))
 	case errors.As(err, &age):
 		return fail(fmt.Sprintf("the ssh-agent at %s does not answer: check that it runs and that SSH_AUTH_SOCK (or IdentityAgent) points at it", age.Socket))
 	case errors.As(err, &te):
@@ -351,4 +373,19 @@ func (d *doctorRun) failPush(check string, err error) bool {
 		return d.fail(check, errorText(err), pke.hints...)
 	}
 	return d.failErr(check, err)
+}
+
+// sshdMaxAuthTries is sshd's default MaxAuthTries: it disconnects after
+// that many refused keys.
+const sshdMaxAuthTries = 6
+
+// crowdedAgentError reports an agent that already holds so many keys that
+// ssh would be cut off before it offers the ephemeral one, added last.
+type crowdedAgentError struct {
+	socket string
+	keys   int
+}
+
+func (e *crowdedAgentError) Error() string {
+	return fmt.Sprintf("--push-key=ephemeral: the ssh-agent at %s already holds %d keys", e.socket, e.keys)
 }

@@ -320,6 +320,19 @@ func pushFailures() []pushFailure {
 			t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t).Socket)
 			homeFile(t, ".ssh/config", "Host i-*\n    IdentitiesOnly yes\n")
 		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "IdentitiesOnly yes", "remove IdentitiesOnly yes for " + pushInstance},
+		{"agent crowded", ssmtest.InstanceConnectOptions{}, func(t *testing.T) {
+			var keys []any
+			for range sshdMaxAuthTries {
+				_, k, _ := ed25519.GenerateKey(rand.Reader)
+				keys = append(keys, k)
+			}
+			t.Setenv("SSH_AUTH_SOCK", testenv.StartSSHAgent(t, keys...).Socket)
+		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "already holds 6 keys", "sshd gives up after 6 attempts (MaxAuthTries): use bare --push-key"},
+		{"agent refuses the key", ssmtest.InstanceConnectOptions{}, func(t *testing.T) {
+			ag := testenv.StartSSHAgent(t)
+			ag.Lock([]byte("locked"))
+			t.Setenv("SSH_AUTH_SOCK", ag.Socket)
+		}, []string{"--push-key=ephemeral", "--os-user", "ec2-user"}, pushInstance, exitError, "add key: agent: failure", "refused the key (a locked agent"},
 		{"EKS node", ssmtest.InstanceConnectOptions{}, key, []string{"--os-user", "ec2-user"}, "eks_c:cluster-1_0123456789abcdef0", exitUsage,
 			"not an EC2 instance", "connect without --push-key"},
 		{"key file missing", ssmtest.InstanceConnectOptions{}, nil, []string{"--push-key=/nonexistent/key", "--os-user", "ec2-user"}, pushInstance, exitError,
@@ -347,6 +360,32 @@ func pushFailures() []pushFailure {
 			homeFile(t, ".ssh/config", "Host i-*\n    IdentityFile ~/.ssh/old\n")
 		}, []string{"--os-user", "ec2-user"}, pushInstance, exitError,
 			"the IdentityFile ssh_config gives for " + pushInstance + " cannot be pushed", "ssh offers this IdentityFile for " + pushInstance},
+	}
+}
+
+// TestPushKeyEphemeralAgentFirst: the ephemeral key goes into the agent
+// before the push, so an agent that refuses it costs no push; a push that
+// fails takes the key out of the agent again.
+func TestPushKeyEphemeralAgentFirst(t *testing.T) {
+	emu := pushEnv(t, ssmtest.InstanceConnectOptions{DeniedUsers: []string{"root"}})
+	ag := testenv.StartSSHAgent(t)
+	t.Setenv("SSH_AUTH_SOCK", ag.Socket)
+	ag.Lock([]byte("locked"))
+	if code, _, stderr := runCLI(t, "", "--push-key=ephemeral", "--os-user", "ec2-user", pushInstance, "22"); code != exitError || !strings.Contains(stderr, "refused the key") {
+		t.Fatalf("locked agent: exit %d\n%s", code, stderr)
+	}
+	if keys := emu.InstanceConnectKeys(pushInstance, "ec2-user"); len(keys) != 0 {
+		t.Errorf("pushed %q for an agent that refused the key", keys)
+	}
+	ag.Unlock([]byte("locked"))
+	if code, _, stderr := runCLI(t, "", "--push-key=ephemeral", "--os-user", "root", pushInstance, "22"); code != exitError || !strings.Contains(stderr, "AccessDeniedException") {
+		t.Fatalf("denied push: exit %d\n%s", code, stderr)
+	}
+	if n := len(ag.Added()); n != 2 {
+		t.Fatalf("the agent was asked to add %d keys, want 2 (refused locked, then one before the push)", n)
+	}
+	if keys, err := ag.List(); err != nil || len(keys) != 0 {
+		t.Errorf("the agent holds %d keys after a refused push (%v), want none", len(keys), err)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"time"
 
@@ -25,6 +26,10 @@ var ErrNoAgent = errors.New("no ssh-agent: SSH_AUTH_SOCK is not set")
 type AgentError struct {
 	Socket string
 	Err    error
+	// Refused: the agent answered, with a failure (a locked agent, or one
+	// such as 1Password's that takes no added keys), rather than not
+	// answering at all.
+	Refused bool
 }
 
 func (e *AgentError) Error() string { return fmt.Sprintf("ssh-agent at %s: %v", e.Socket, e.Err) }
@@ -92,7 +97,24 @@ func (a *Agent) AddEphemeral(k *Key, comment string) error {
 		LifetimeSecs: uint32(Lifetime / time.Second),
 	})
 	if err != nil {
-		return &AgentError{Socket: a.Socket, Err: fmt.Errorf("add key: %w", err)}
+		return &AgentError{Socket: a.Socket, Err: fmt.Errorf("add key: %w", err), Refused: answered(err)}
 	}
 	return nil
+}
+
+// Remove takes k out of the agent again: added before a push that then
+// failed, it would only be offered in vain.
+func (a *Agent) Remove(k *Key) error {
+	a.conn.SetDeadline(time.Now().Add(agentTimeout))
+	if err := a.client.Remove(k.Public); err != nil {
+		return &AgentError{Socket: a.Socket, Err: fmt.Errorf("remove key: %w", err), Refused: answered(err)}
+	}
+	return nil
+}
+
+// answered says whether err from an agent request is the agent's reply
+// (SSH_AGENT_FAILURE) rather than a connection that failed or timed out.
+func answered(err error) bool {
+	var ne net.Error
+	return !errors.As(err, &ne) && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, net.ErrClosed)
 }
