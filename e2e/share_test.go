@@ -275,10 +275,17 @@ func TestShareStaleSocket(t *testing.T) {
 	stopShared(t, dir)
 	ctx := testCtx(t, time.Minute)
 	run(t, h.ssh(ctx, instance, "true"))
+	pids := testenv.SharedPIDs(dir)
 	h.checkEnded(1)
+	// The session's end and the socket's removal race (the idle end
+	// cancels both at once): what must hold is that nothing is left
+	// once the shared process has exited.
+	for _, pid := range pids {
+		waitGone(t, pid, dir, 15*time.Second)
+	}
 	socks, _ := filepath.Glob(filepath.Join(dir, "*.sock"))
-	if len(socks) != 0 {
-		t.Fatalf("sockets left after the idle end: %v", socks)
+	if len(pids) != 1 || len(socks) != 0 {
+		t.Fatalf("shared processes %v; sockets left after the idle end: %v", pids, socks)
 	}
 	// Find the socket's name: the one the log names.
 	logs, _ := filepath.Glob(filepath.Join(dir, "*.sock.log"))
