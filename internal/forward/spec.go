@@ -35,19 +35,25 @@ func ParseSpec(s string) (Spec, error) {
 	if err != nil {
 		return Spec{}, fmt.Errorf("forward %q: %w", s, err)
 	}
+	if strings.HasSuffix(s, ":") {
+		return Spec{}, fmt.Errorf("forward %q: ends with \":\": want [BIND:]LOCALPORT:[HOST:]PORT", s)
+	}
 	var sp Spec
 	var local, remote string
+	hostGiven := false
 	switch len(parts) {
 	case 2: // LOCALPORT:PORT
 		local, remote = parts[0], parts[1]
 	case 3:
 		if _, err := strconv.ParseUint(parts[0], 10, 16); err == nil && !strings.HasPrefix(s, "[") {
 			local, sp.Host, remote = parts[0], parts[1], parts[2] // LOCALPORT:HOST:PORT
+			hostGiven = true
 		} else {
 			sp.Bind, local, remote = parts[0], parts[1], parts[2] // BIND:LOCALPORT:PORT
 		}
 	case 4: // BIND:LOCALPORT:HOST:PORT
 		sp.Bind, local, sp.Host, remote = parts[0], parts[1], parts[2], parts[3]
+		hostGiven = true
 	default:
 		return Spec{}, fmt.Errorf("forward %q: want [BIND:]LOCALPORT:[HOST:]PORT", s)
 	}
@@ -69,8 +75,10 @@ func ParseSpec(s string) (Spec, error) {
 	if net.ParseIP(sp.Bind) == nil {
 		return Spec{}, fmt.Errorf("forward %q: bind address %q: want an IP address (or localhost, or * for all)", s, sp.Bind)
 	}
-	if sp.Host == "" && len(parts) == 4 {
-		return Spec{}, fmt.Errorf("forward %q: empty host", s)
+	// An empty HOST (an unset variable in 5432:$DB_HOST:5432) must not
+	// quietly become the target's own port.
+	if hostGiven && sp.Host == "" {
+		return Spec{}, fmt.Errorf("forward %q: empty HOST: want LOCALPORT:HOST:PORT, or LOCALPORT:PORT for a port on the target itself", s)
 	}
 	return sp, nil
 }

@@ -39,7 +39,7 @@ func TestParseSpec(t *testing.T) {
 			t.Errorf("ParseSpec(%q).Document() = %s, want %s", c.in, got.Document(), c.doc)
 		}
 	}
-	for _, bad := range []string{"", "5432", "a:b", "5432:0", "70000:22", "1:2:3:4:5", "host.example:80:22", "[::1:80:22", "[::1]x:80:22", "1.2.3.4::22"} {
+	for _, bad := range []string{"", "5432", "a:b", "5432:0", "70000:22", "1:2:3:4:5", "host.example:80:22", "[::1:80:22", "[::1]x:80:22", "1.2.3.4::22", "8080::5432", "8080:[]:5432", "8080:5432:", "[::1]:8080:[]:22"} {
 		if sp, err := ParseSpec(bad); err == nil {
 			t.Errorf("ParseSpec(%q) = %+v, want an error", bad, sp)
 		}
