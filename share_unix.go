@@ -207,7 +207,10 @@ func (c *cli) startShared(ctx context.Context, exe, sock string, args []string, 
 		return nil, err
 	}
 	os.Remove(sock) // a stale socket: its process has gone
-	logf, err := os.OpenFile(sock+".log", os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	// A new file, not a truncated one: a process that ended idle may still
+	// be writing its last lines to the old one.
+	os.Remove(sock + ".log")
+	logf, err := os.OpenFile(sock+".log", os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -297,7 +300,7 @@ func (c *cli) shareServe(ctx context.Context, args []string) int {
 		// being threads handing goroutines to each other.
 		onOneP(log, "serving the shared socket")
 	}
-	defer os.Remove(pidFile)
+	defer removeOwnPIDFile(pidFile)
 	err := c.serveShared(ctx, p, u, sock, ready, log)
 	if n := sig(); n != 0 {
 		return exitSignalsBase + n
@@ -308,6 +311,16 @@ func (c *cli) shareServe(ctx context.Context, args []string) int {
 	code = exitCode(err)
 	reportError(c.stderr, err, p.o, u, code == exitError)
 	return code
+}
+
+// removeOwnPIDFile removes path if it still names this process. A process
+// that ended idle has removed its socket, so the next connection may have
+// started a successor, which wrote its own PID there.
+func removeOwnPIDFile(path string) {
+	b, err := os.ReadFile(path)
+	if err == nil && strings.TrimSpace(string(b)) == strconv.Itoa(os.Getpid()) {
+		os.Remove(path)
+	}
 }
 
 // serveShared starts the session of p and serves sock with it.
