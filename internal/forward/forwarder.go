@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -89,8 +90,11 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		f.mu.Unlock()
 	}
 	for {
-		c, err := f.Listener.Accept()
+		c, err := accept(ctx, f.Listener, f.Log)
 		if err != nil {
+			if ctx.Err() == nil && !errors.Is(err, net.ErrClosed) {
+				cancel(fmt.Errorf("accepting connections on %s: %w", f.Spec.Listen(), err))
+			}
 			break
 		}
 		n, ok := f.enter()
@@ -134,6 +138,38 @@ func (f *Forwarder) Serve(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// accept returns ln's next connection. A failure the system may mend (out
+// of file descriptors or buffers, a connection aborted before it was
+// taken) is retried, 5 ms doubling to 1 s, as net/http's server does; any
+// other one, or ctx done, ends it.
+func accept(ctx context.Context, ln net.Listener, log *slog.Logger) (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err == nil || ctx.Err() != nil || !acceptRetryable(err) {
+			return c, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		log.Warn("accept failed; retrying", "listen", ln.Addr().String(), "in", delay, "err", err)
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
+		}
+	}
+}
+
+func acceptRetryable(err error) bool {
+	for _, e := range []error{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM, syscall.ECONNABORTED} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
 }
 
 // enter counts a connection accepted and returns how many there are now;
