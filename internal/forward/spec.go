@@ -35,9 +35,6 @@ func ParseSpec(s string) (Spec, error) {
 	if err != nil {
 		return Spec{}, fmt.Errorf("forward %q: %w", s, err)
 	}
-	if strings.HasSuffix(s, ":") {
-		return Spec{}, fmt.Errorf("forward %q: ends with \":\": want [BIND:]LOCALPORT:[HOST:]PORT", s)
-	}
 	var sp Spec
 	var local, remote string
 	hostGiven := false
@@ -84,9 +81,10 @@ func ParseSpec(s string) (Spec, error) {
 }
 
 // splitHostList splits s on colons outside brackets and drops the brackets.
+// Every colon separates two parts, so a trailing one leaves an empty part.
 func splitHostList(s string) ([]string, error) {
 	var parts []string
-	for s != "" {
+	for {
 		var part string
 		if strings.HasPrefix(s, "[") {
 			end := strings.Index(s, "]")
@@ -105,9 +103,11 @@ func splitHostList(s string) ([]string, error) {
 			part, s = s[:i], s[i:]
 		}
 		parts = append(parts, part)
-		s = strings.TrimPrefix(s, ":")
+		if s == "" {
+			return parts, nil
+		}
+		s = s[1:] // the colon
 	}
-	return parts, nil
 }
 
 // Listen is where the spec listens, as host:port.
